@@ -1,1 +1,38 @@
-//! placeholder
+//! Real-component test harness for hasteward.
+//!
+//! Starts throwaway database servers for integration tests: each server lives
+//! in a private temporary directory, listens on `127.0.0.1` on a free port,
+//! and is stopped (and its directory removed) when the handle is dropped, even
+//! if the test panicked. A small detached watchdog also stops the server if
+//! the test process is killed before it could run `Drop`.
+//!
+//! Everything is synchronous and panics with a clear message on failure: this
+//! is test infrastructure, and a missing component must fail a test, never
+//! skip it. Run `scripts/install-deps.sh` to install the components.
+//!
+//! - [`Postgres`]: a PostgreSQL 15 cluster with scram-sha-256 over TCP.
+//! - [`MariaDb`]: a single MariaDB server (wsrep off) with a TCP admin user.
+
+mod mariadb;
+mod postgres;
+mod util;
+mod watchdog;
+
+pub use mariadb::MariaDb;
+pub use postgres::Postgres;
+
+use std::net::TcpListener;
+
+/// Returns a TCP port on `127.0.0.1` that was free a moment ago.
+///
+/// Binds `127.0.0.1:0`, reads the port the kernel chose and releases it. The
+/// port may be taken again by someone else before it is used, so the servers
+/// in this crate retry with a new port when their bind fails.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .unwrap_or_else(|e| panic!("testkit: cannot bind 127.0.0.1:0 to find a free port: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("testkit: cannot read the bound address: {e}"))
+        .port()
+}

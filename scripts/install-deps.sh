@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs the real components that hasteward's tests and demo need, on Debian 12:
+# restic, MariaDB server + client, Galera 4, PostgreSQL 15 server + client.
+# Idempotent: installs only what is missing; quiet except for one version line
+# per component at the end (and apt's output if an install fails).
+set -euo pipefail
+
+PG_BIN=/usr/lib/postgresql/15/bin
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: run as root or install sudo" >&2; exit 1; }
+  SUDO=(sudo)
+fi
+
+# package -> file that proves it is installed
+declare -A PROBE=(
+  [restic]=/usr/bin/restic
+  [mariadb-server]=/usr/sbin/mariadbd
+  [mariadb-client]=/usr/bin/mariadb
+  [galera-4]=/usr/lib/galera/libgalera_smm.so
+  [postgresql-15]=$PG_BIN/postgres
+  [postgresql-client-15]=$PG_BIN/psql
+)
+ORDER=(restic mariadb-server mariadb-client galera-4 postgresql-15 postgresql-client-15)
+
+missing=()
+for pkg in "${ORDER[@]}"; do
+  [ -x "${PROBE[$pkg]}" ] || [ -f "${PROBE[$pkg]}" ] || missing+=("$pkg")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  log=$(mktemp)
+  # Keep package installs from starting the system database services: the tests
+  # start their own throwaway servers and must not depend on (or fight with) them.
+  policy=/usr/sbin/policy-rc.d
+  added_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
+    "${SUDO[@]}" chmod 755 "$policy"
+    added_policy=1
+  fi
+  cleanup() {
+    if [ -n "$added_policy" ]; then "${SUDO[@]}" rm -f "$policy"; fi
+    rm -f "$log"
+  }
+  trap cleanup EXIT
+  if ! { "${SUDO[@]}" apt-get update -qq &&
+         "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+           --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "install-deps: installing ${missing[*]} failed" >&2
+    exit 1
+  fi
+fi
+
+fail=0
+version() { # name, command...
+  local name=$1; shift
+  local v
+  if v=$("$@" 2>/dev/null | head -n1) && [ -n "$v" ]; then
+    printf '%-22s %s\n' "$name" "$v"
+  else
+    printf '%-22s MISSING\n' "$name"; fail=1
+  fi
+}
+version restic restic version
+version mariadb-server /usr/sbin/mariadbd --version
+version mariadb-client mariadb --version
+version galera-4 dpkg-query -W -f='${Version}\n' galera-4
+version postgresql-15 "$PG_BIN/postgres" --version
+version postgresql-client-15 "$PG_BIN/psql" --version
+exit "$fail"
