@@ -1,1 +1,14 @@
-//! placeholder
+//! Engines: what to run to dump and restore each kind of database, and the shared flows that
+//! run those commands through the gated stream into and out of restic.
+//!
+//! Engine modules only build [`hasteward_exec::CommandSpec`]s and stream rules; where the
+//! commands run is the runner's business, and the one streaming rule lives in
+//! [`hasteward_exec::pump`].
+
+mod error;
+pub mod flows;
+pub mod linefilter;
+pub mod secrets;
+pub mod standalone;
+
+pub use error::{Error, Result};

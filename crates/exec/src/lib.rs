@@ -15,7 +15,10 @@ mod tail;
 
 pub use error::{Error, Result};
 pub use local::LocalRunner;
-pub use pump::{gated, Progress, PumpError, PumpOptions, PumpReport};
+pub use pump::{
+    gated, gated_filtered, hash_output, Progress, ProgressFn, PumpError, PumpOptions, PumpReport,
+    StreamFilter,
+};
 pub use runner::{capture, Captured, ExitOutcome, Proc, ProcControl, Runner, Signal};
 pub use spec::{CommandSpec, StdinMode, StdoutMode};
 pub use tail::Tail;

@@ -62,6 +62,18 @@ pub struct PumpOptions {
     pub abort_grace: Duration,
     /// How long the producer gets after SIGTERM before SIGKILL.
     pub producer_grace: Duration,
+    /// The SHA-256 the producer's stream must have (restore: the checksum recorded at backup).
+    /// A mismatch aborts the consumer before EOF.
+    pub expected_sha256: Option<String>,
+}
+
+/// Rewrites the stream on its way to the consumer (restore-time adjustments). The checksum is
+/// always computed over the producer's bytes, before any rewriting.
+pub trait StreamFilter: Send {
+    /// Consumes `input`, appending what the consumer should receive to `out`.
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>);
+    /// Flushes anything held back at the end of a successful stream.
+    fn finish(&mut self, out: &mut Vec<u8>);
 }
 
 impl Default for PumpOptions {
@@ -76,6 +88,7 @@ impl Default for PumpOptions {
             consumer_abort: Signal::Interrupt,
             abort_grace: Duration::from_secs(30),
             producer_grace: Duration::from_secs(3),
+            expected_sha256: None,
         }
     }
 }
@@ -121,6 +134,18 @@ pub enum PumpError {
         bytes: u64,
         /// The producer's stderr tail.
         stderr_tail: String,
+    },
+    /// The stream's checksum differs from the expected one.
+    #[error("the stream from `{producer}` has SHA-256 {actual}, expected {expected}; `{consumer}` was aborted before end of stream")]
+    ChecksumMismatch {
+        /// Producer name.
+        producer: String,
+        /// Consumer name.
+        consumer: String,
+        /// Expected checksum.
+        expected: String,
+        /// Actual checksum.
+        actual: String,
     },
     /// The producer exited 0 but its output lacks the completion marker.
     #[error("`{producer}` exited 0 but its output does not end with `{marker}` (truncated?); the stream was aborted")]
@@ -202,6 +227,16 @@ pub async fn gated(
     consumer: &mut Proc,
     opts: &PumpOptions,
 ) -> Result<PumpReport, PumpError> {
+    gated_filtered(producer, consumer, opts, None).await
+}
+
+/// [`gated`], with the consumer receiving the stream through `filter`.
+pub async fn gated_filtered(
+    producer: &mut Proc,
+    consumer: &mut Proc,
+    opts: &PumpOptions,
+    mut filter: Option<Box<dyn StreamFilter>>,
+) -> Result<PumpReport, PumpError> {
     let started = Instant::now();
     let reader = producer
         .stdout
@@ -217,7 +252,14 @@ pub async fn gated(
         window: Vec::with_capacity(2 * WINDOW),
     };
 
-    let mut copy = Box::pin(copy_loop(reader, writer, &mut state, opts, started));
+    let mut copy = Box::pin(copy_loop(
+        reader,
+        writer,
+        &mut state,
+        opts,
+        started,
+        &mut filter,
+    ));
     let first = {
         let consumer_exit = consumer.control.wait();
         tokio::select! {
@@ -337,8 +379,37 @@ pub async fn gated(
         }
     }
 
-    // Open the gate: EOF lets the consumer commit.
+    let digest = hex(&state.hasher.clone().finalize());
+    if let Some(expected) = &opts.expected_sha256 {
+        if !expected.eq_ignore_ascii_case(&digest) {
+            abort_consumer(consumer, opts).await;
+            drop(writer);
+            return Err(PumpError::ChecksumMismatch {
+                producer: producer.name.clone(),
+                consumer: consumer.name.clone(),
+                expected: expected.clone(),
+                actual: digest,
+            });
+        }
+    }
+
+    // Open the gate: flush what the filter held back, then EOF lets the consumer commit.
     let mut writer = writer;
+    if let Some(filter) = filter.as_mut() {
+        let mut tail = Vec::new();
+        filter.finish(&mut tail);
+        if !tail.is_empty() && writer.write_all(&tail).await.is_err() {
+            abort_consumer(consumer, opts).await;
+            drop(writer);
+            let outcome = consumer.wait().await?;
+            return Err(PumpError::ConsumerFailed {
+                consumer: consumer.name.clone(),
+                producer: producer.name.clone(),
+                outcome,
+                bytes,
+            });
+        }
+    }
     let _ = writer.shutdown().await;
     drop(writer);
     let consumed = tokio::select! {
@@ -372,10 +443,9 @@ pub async fn gated(
             done: true,
         });
     }
-    let digest = state.hasher.finalize();
     Ok(PumpReport {
         bytes,
-        sha256: hex(&digest),
+        sha256: digest,
         producer: produced,
         consumer: consumed,
         elapsed,
@@ -394,8 +464,10 @@ async fn copy_loop(
     state: &mut CopyState,
     opts: &PumpOptions,
     started: Instant,
+    filter: &mut Option<Box<dyn StreamFilter>>,
 ) -> CopyEnd {
     let mut buf = vec![0u8; opts.buffer_size.max(4096)];
+    let mut filtered = Vec::new();
     let mut last_progress = Instant::now();
     loop {
         let read = match opts.stall_timeout {
@@ -415,6 +487,14 @@ async fn copy_loop(
         state.hasher.update(chunk);
         state.bytes += n as u64;
         remember_tail(&mut state.window, chunk);
+        let chunk = match filter.as_mut() {
+            Some(f) => {
+                filtered.clear();
+                f.feed(chunk, &mut filtered);
+                &filtered[..]
+            }
+            None => chunk,
+        };
         if writer.write_all(chunk).await.is_err() {
             return CopyEnd::WriteFailed(writer);
         }
@@ -446,6 +526,59 @@ fn remember_tail(window: &mut Vec<u8>, chunk: &[u8]) {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Reads a producer's whole output, discarding it, and returns its size and SHA-256 once the
+/// producer exited successfully (verification of a stored stream).
+pub async fn hash_output(
+    producer: &mut Proc,
+    cancel: &CancellationToken,
+) -> Result<(u64, String), PumpError> {
+    let mut reader = producer
+        .stdout
+        .take()
+        .ok_or_else(|| PumpError::MissingPipe(producer.name.clone()))?;
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                let _ = producer.signal(Signal::Interrupt);
+                let _ = producer.wait().await;
+                return Err(PumpError::Cancelled { consumer: "verify".into(), bytes });
+            }
+            r = reader.read(&mut buf) => r,
+        };
+        match n {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                bytes += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                let _ = producer.signal(Signal::Kill);
+                let _ = producer.wait().await;
+                return Err(PumpError::Read {
+                    producer: producer.name.clone(),
+                    bytes,
+                    source,
+                });
+            }
+        }
+    }
+    let outcome = producer.wait().await?;
+    if !outcome.success() {
+        return Err(PumpError::ProducerFailed {
+            producer: producer.name.clone(),
+            consumer: "verify".into(),
+            outcome,
+            bytes,
+        });
+    }
+    Ok((bytes, hex(&hasher.finalize())))
 }
 
 /// Lowercase hex of bytes.

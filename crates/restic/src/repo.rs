@@ -350,6 +350,47 @@ impl Restic {
         Self::parse("stats", &text)
     }
 
+    /// Adds `key=value` tags to a snapshot. restic rewrites the snapshot under a new id and
+    /// removes the old one; the rewritten snapshot is returned. `tag` needs the exclusive lock,
+    /// so a lock held by a concurrent backup is retried with bounded backoff.
+    pub async fn add_tags(
+        &self,
+        id: &str,
+        tags: &[(String, String)],
+        path: &str,
+    ) -> Result<Snapshot> {
+        let mut spec = self.command("tag");
+        for (k, v) in tags {
+            spec = spec.arg("--add").arg(format!("{k}={v}"));
+        }
+        spec = spec.arg(id);
+        let mut delay = std::time::Duration::from_millis(500);
+        let mut attempt = 0;
+        loop {
+            match self.run("tag", spec.clone()).await {
+                Ok(_) => break,
+                Err(e) if e.is_transient() && attempt < 8 => {
+                    attempt += 1;
+                    tracing::info!(attempt, "repository busy, retrying tag in {:?}", delay);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(15));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let filter = SnapshotFilter {
+            tags: tags.to_vec(),
+            path: Some(path.to_string()),
+            host: None,
+        };
+        self.snapshots(&filter)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::SnapshotNotFound {
+                what: format!("the re-tagged snapshot {id}"),
+            })
+    }
+
     /// Lists lock ids in the repository.
     pub async fn locks(&self) -> Result<Vec<String>> {
         let text = self.run("list", self.command("list").arg("locks")).await?;

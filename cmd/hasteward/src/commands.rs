@@ -1,0 +1,424 @@
+//! One function per subcommand: resolve flags into validated jobs, run the flow, report.
+
+use std::time::Duration;
+
+use hasteward_engines::flows::{self, SnapshotSelector, StreamSettings};
+use hasteward_engines::standalone::HostTarget;
+use hasteward_engines::Error;
+use hasteward_exec::CancellationToken;
+use hasteward_model::{validate_name, DbType, Engine, ExitCode, SnapshotKind, SnapshotLabels};
+use hasteward_restic::{Credentials, KeepPolicy, Restic};
+use serde_json::json;
+
+use crate::cli::{
+    BackupArgs, Cli, Command, EngineArg, FilterArgs, HostArgs, PruneArgs, RepoArgs, RestoreArgs,
+    SetArgs, SnapshotsArgs, StreamArgs, VerifyArgs,
+};
+use crate::output::{human_bytes, Reporter};
+
+/// Runs the parsed command; returns the exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    let name = match &cli.command {
+        Command::Backup(_) => "backup",
+        Command::Restore(_) => "restore",
+        Command::Snapshots(_) => "snapshots",
+        Command::Prune(_) => "prune",
+        Command::Verify(_) => "verify",
+        Command::Demo(_) => "demo",
+    };
+    let mut rep = Reporter::new(cli.output, name);
+    let result = match &cli.command {
+        Command::Backup(a) => backup(&cli, a, &mut rep, &cancel).await,
+        Command::Restore(a) => restore(&cli, a, &mut rep, &cancel).await,
+        Command::Snapshots(a) => snapshots(&cli, a, &mut rep).await,
+        Command::Prune(a) => prune(&cli, a, &mut rep).await,
+        Command::Verify(a) => verify(&cli, a, &mut rep, &cancel).await,
+        Command::Demo(a) => crate::demo::run(&cli, a, &mut rep, &cancel).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                let text = s.to_string();
+                if !message.contains(&text) {
+                    message.push_str(": ");
+                    message.push_str(&text);
+                }
+                source = s.source();
+            }
+            rep.fail(
+                e.exit_code(),
+                e.code(),
+                &message,
+                e.is_transient(),
+                serde_json::Value::Null,
+            )
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM cancels the run: streams abort their consumer before end of stream.
+fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::warn!("signal received: aborting; nothing partial will be committed");
+        cancel.cancel();
+    });
+}
+
+fn usage(msg: impl Into<String>) -> Error {
+    Error::Usage(msg.into())
+}
+
+/// The backup set named by `-e -c -n --db-type`.
+pub fn labels(set: &SetArgs) -> Result<(SnapshotLabels, DbType), Error> {
+    if set.engine != EngineArg::Standalone {
+        return Err(usage(format!(
+            "engine `{}` is not available in this build yet; use `-e standalone` with --db-type and a host target",
+            engine(set.engine)
+        )));
+    }
+    validate_name("cluster (-c)", &set.cluster).map_err(usage)?;
+    validate_name("namespace (-n)", &set.namespace).map_err(usage)?;
+    let db: DbType = set
+        .db_type
+        .as_deref()
+        .ok_or_else(|| usage("-e standalone needs --db-type postgres|mysql|mariadb|mongo"))?
+        .parse()
+        .map_err(usage)?;
+    Ok((
+        SnapshotLabels {
+            engine: Engine::Standalone,
+            cluster: set.cluster.clone(),
+            namespace: set.namespace.clone(),
+            kind: SnapshotKind::Backup,
+            db_type: Some(db),
+            file: db.dump_file().to_string(),
+        },
+        db,
+    ))
+}
+
+fn engine(e: EngineArg) -> Engine {
+    match e {
+        EngineArg::Cnpg => Engine::Cnpg,
+        EngineArg::Galera => Engine::Galera,
+        EngineArg::Standalone => Engine::Standalone,
+        EngineArg::Vault => Engine::Vault,
+        EngineArg::Vmbackup => Engine::Vmbackup,
+    }
+}
+
+fn host_target(db: DbType, h: &HostArgs) -> Result<HostTarget, Error> {
+    let host = h.host.clone().ok_or_else(|| {
+        usage("a host target needs --host (and usually --port, --db-user, --db-password-file)")
+    })?;
+    if let Some(f) = &h.db_password_file {
+        if !f.is_file() {
+            return Err(usage(format!(
+                "--db-password-file {} does not exist or is not a file",
+                f.display()
+            )));
+        }
+    }
+    let t = HostTarget {
+        db_type: db,
+        host,
+        port: h.port.unwrap_or_else(|| HostTarget::default_port(db)),
+        user: h
+            .db_user
+            .clone()
+            .unwrap_or_else(|| HostTarget::default_user(db).to_string()),
+        password_file: h.db_password_file.clone(),
+    };
+    t.validate()?;
+    Ok(t)
+}
+
+async fn open_repo(cli: &Cli, r: &RepoArgs) -> Result<Restic, Error> {
+    if let Some(f) = &r.password_file {
+        if !f.is_file() {
+            return Err(usage(format!(
+                "--password-file {} does not exist or is not a file",
+                f.display()
+            )));
+        }
+    }
+    let creds = Credentials {
+        repo: r.repo.clone(),
+        password_file: r.password_file.clone(),
+        env: Vec::new(),
+    };
+    Ok(Restic::open(&cli.restic_bin, &creds).await?)
+}
+
+fn settings(s: &StreamArgs, rep: &Reporter, cancel: &CancellationToken) -> StreamSettings {
+    StreamSettings {
+        stall_timeout: (s.stall_timeout > 0).then(|| Duration::from_secs(s.stall_timeout)),
+        progress: rep.progress(),
+        cancel: cancel.clone(),
+    }
+}
+
+async fn backup(
+    cli: &Cli,
+    a: &BackupArgs,
+    rep: &mut Reporter,
+    cancel: &CancellationToken,
+) -> Result<ExitCode, Error> {
+    let (labels, db) = labels(&a.set)?;
+    let target = host_target(db, &a.host)?;
+    let restic = open_repo(cli, &a.repo).await?;
+    if a.dry_run {
+        let plan = json!({
+            "dryRun": true,
+            "repository": restic.repo(),
+            "resticVersion": restic.capabilities().version.to_string(),
+            "path": labels.path(),
+            "tags": labels.tags().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            "steps": [
+                "restic init (only if the repository does not exist)",
+                format!("list user databases on {}:{} as {}", target.host, target.port, target.user),
+                format!("restic backup --stdin --stdin-filename {} --host hasteward", labels.stdin_filename()),
+                format!("{} dump of {}:{} streamed through the commit gate", db, target.host, target.port),
+                "restic tag --add sha256=… --add bytes=… (checksum of the exact stream)",
+            ],
+        });
+        let text = format!(
+            "dry run: would back up {}:{} ({db}) to {} as {}",
+            target.host,
+            target.port,
+            restic.repo(),
+            labels.path()
+        );
+        return Ok(rep.succeed(plan, &text));
+    }
+    rep.step_started("backup");
+    let result = flows::backup(&restic, &target, &labels, &settings(&a.stream, rep, cancel)).await;
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            rep.step_failed("backup", &e.to_string());
+            return Err(e);
+        }
+    };
+    rep.step_completed("backup", None);
+    if result.repository_created {
+        rep.warn(format!("created a new repository at {}", result.repository));
+    }
+    let text = format!(
+        "snapshot {} saved: {} streamed ({} added), sha256 {}, {:.1}s",
+        result.short_id,
+        human_bytes(result.bytes),
+        human_bytes(result.data_added),
+        &result.sha256[..16],
+        result.duration_ms as f64 / 1000.0
+    );
+    Ok(rep.succeed(serde_json::to_value(&result).unwrap_or_default(), &text))
+}
+
+async fn restore(
+    cli: &Cli,
+    a: &RestoreArgs,
+    rep: &mut Reporter,
+    cancel: &CancellationToken,
+) -> Result<ExitCode, Error> {
+    let (labels, db) = labels(&a.set)?;
+    let target = host_target(db, &a.host)?;
+    let restic = open_repo(cli, &a.repo).await?;
+    let selector = SnapshotSelector::parse(&a.snapshot);
+    let options = flows::RestoreOptions {
+        force: a.force,
+        restore_system_schema: a.restore_system_schema,
+    };
+    if a.dry_run {
+        let snap = flows::select_snapshot(&restic, &labels, &selector).await?;
+        let plan = json!({
+            "dryRun": true,
+            "snapshot": snap.id,
+            "time": snap.time,
+            "path": labels.path(),
+            "databases": hasteward_model::decode_list(snap.tag("databases").unwrap_or("")),
+            "force": a.force,
+            "restoreSystemSchema": a.restore_system_schema,
+            "steps": [
+                format!("list user databases on {}:{}; refuse if any in the snapshot still exists{}", target.host, target.port, if a.force { " (--force: drop and replace them)" } else { "" }),
+                format!("restic dump {} {} | {} client (stop at first error), checksum checked before end of stream", snap.short(), labels.path(), db),
+            ],
+        });
+        let text = format!(
+            "dry run: would restore snapshot {} ({}) into {}:{}",
+            snap.short(),
+            labels.path(),
+            target.host,
+            target.port
+        );
+        return Ok(rep.succeed(plan, &text));
+    }
+    rep.step_started("restore");
+    let result = flows::restore(
+        &restic,
+        &target,
+        &labels,
+        &selector,
+        &options,
+        &settings(&a.stream, rep, cancel),
+    )
+    .await;
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            rep.step_failed("restore", &e.to_string());
+            return Err(e);
+        }
+    };
+    rep.step_completed("restore", None);
+    if !result.checksum_verified {
+        rep.warn("the snapshot has no recorded checksum; the stream was not verified".into());
+    }
+    let text = format!(
+        "restored snapshot {} into {}:{}: {} ({} user databases{})",
+        &result.snapshot_id[..8.min(result.snapshot_id.len())],
+        target.host,
+        target.port,
+        human_bytes(result.bytes),
+        result.databases.len(),
+        if result.replaced.is_empty() {
+            String::new()
+        } else {
+            format!(", replaced {}", result.replaced.join(", "))
+        }
+    );
+    Ok(rep.succeed(serde_json::to_value(&result).unwrap_or_default(), &text))
+}
+
+fn filter_tags(f: &FilterArgs, default_kind: Option<&str>) -> Result<Vec<(String, String)>, Error> {
+    let mut tags = Vec::new();
+    if let Some(e) = f.engine {
+        tags.push(("engine".into(), engine(e).as_str().into()));
+    }
+    if let Some(c) = &f.cluster {
+        validate_name("cluster (-c)", c).map_err(usage)?;
+        tags.push(("cluster".into(), c.clone()));
+    }
+    if let Some(n) = &f.namespace {
+        validate_name("namespace (-n)", n).map_err(usage)?;
+        tags.push(("namespace".into(), n.clone()));
+    }
+    match f.kind.as_deref().or(default_kind) {
+        None | Some("all") => {}
+        Some(k @ ("backup" | "escrow" | "diverged")) => tags.push(("type".into(), k.into())),
+        Some(other) => {
+            return Err(usage(format!(
+                "unknown --type `{other}` (expected backup, escrow, diverged or all)"
+            )))
+        }
+    }
+    if let Some(d) = &f.db_type {
+        let db: DbType = d.parse().map_err(usage)?;
+        tags.push(("db-type".into(), db.as_str().into()));
+    }
+    Ok(tags)
+}
+
+async fn snapshots(cli: &Cli, a: &SnapshotsArgs, rep: &mut Reporter) -> Result<ExitCode, Error> {
+    let tags = filter_tags(&a.filter, None)?;
+    let restic = open_repo(cli, &a.repo).await?;
+    let snaps = flows::list(&restic, tags).await?;
+    let mut text = format!(
+        "{:<10} {:<20} {:<8} {:<10} {:>10}  path\n",
+        "id", "time (UTC)", "type", "db-type", "size"
+    );
+    for s in &snaps {
+        text.push_str(&format!(
+            "{:<10} {:<20} {:<8} {:<10} {:>10}  {}\n",
+            s.short(),
+            s.time
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default(),
+            s.tag("type").unwrap_or("-"),
+            s.tag("db-type").unwrap_or("-"),
+            s.tag("bytes")
+                .and_then(|b| b.parse().ok())
+                .map(human_bytes)
+                .unwrap_or_else(|| "-".into()),
+            s.paths.join(",")
+        ));
+    }
+    text.push_str(&format!("{} snapshots", snaps.len()));
+    Ok(rep.succeed(json!({ "snapshots": snaps }), &text))
+}
+
+async fn prune(cli: &Cli, a: &PruneArgs, rep: &mut Reporter) -> Result<ExitCode, Error> {
+    let tags = filter_tags(&a.filter, Some("backup"))?;
+    if let Some(w) = &a.keep_within {
+        if !KeepPolicy::valid_duration(w) {
+            return Err(usage(format!(
+                "invalid --keep-within `{w}` (use a duration like 30d, 12h, 1y6m)"
+            )));
+        }
+    }
+    let policy = KeepPolicy {
+        keep_last: a.keep_last,
+        keep_hourly: a.keep_hourly,
+        keep_daily: a.keep_daily,
+        keep_weekly: a.keep_weekly,
+        keep_monthly: a.keep_monthly,
+        keep_yearly: a.keep_yearly,
+        keep_within: a.keep_within.clone(),
+    };
+    let restic = open_repo(cli, &a.repo).await?;
+    rep.step_started("retention");
+    let result = flows::prune(&restic, tags, &policy, a.dry_run).await?;
+    rep.step_completed("retention", None);
+    let text = format!(
+        "{}kept {}, removed {}{}",
+        if a.dry_run { "dry run: " } else { "" },
+        result.kept.len(),
+        result.removed.len(),
+        if result.pruned {
+            ", unreferenced data pruned"
+        } else {
+            ""
+        }
+    );
+    Ok(rep.succeed(serde_json::to_value(&result).unwrap_or_default(), &text))
+}
+
+async fn verify(
+    cli: &Cli,
+    a: &VerifyArgs,
+    rep: &mut Reporter,
+    cancel: &CancellationToken,
+) -> Result<ExitCode, Error> {
+    let (labels, _db) = labels(&a.set)?;
+    let restic = open_repo(cli, &a.repo).await?;
+    rep.step_started("verify");
+    let result = flows::verify(
+        &restic,
+        &labels,
+        &SnapshotSelector::parse(&a.snapshot),
+        cancel,
+    )
+    .await?;
+    rep.step_completed("verify", None);
+    let text = format!(
+        "snapshot {} verified: {} read back, sha256 matches ({})",
+        &result.snapshot_id[..8.min(result.snapshot_id.len())],
+        human_bytes(result.bytes),
+        &result.actual_sha256[..16]
+    );
+    Ok(rep.succeed(serde_json::to_value(&result).unwrap_or_default(), &text))
+}

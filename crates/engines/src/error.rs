@@ -1,0 +1,117 @@
+//! Engine failures, each mapped to one documented exit code.
+
+use hasteward_exec::PumpError;
+use hasteward_model::ExitCode;
+
+/// A failed backup, restore or verification.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Invalid input (flags, files, names).
+    #[error("{0}")]
+    Usage(String),
+    /// A safety gate refused the operation.
+    #[error("{0}")]
+    Refused(String),
+    /// A tool hasteward runs is not installed.
+    #[error("`{tool}` not found on PATH: {hint}")]
+    ToolMissing {
+        /// The tool (or alternatives).
+        tool: String,
+        /// How to get it.
+        hint: &'static str,
+    },
+    /// The database could not be reached or queried.
+    #[error("cannot reach the database ({detail})")]
+    Database {
+        /// The client's message.
+        detail: String,
+    },
+    /// A restic operation failed.
+    #[error(transparent)]
+    Restic(#[from] hasteward_restic::Error),
+    /// The stream failed; nothing was committed.
+    #[error(transparent)]
+    Stream(#[from] PumpError),
+    /// The snapshot was saved but recording its checksum failed.
+    #[error("snapshot {snapshot} was saved but recording its checksum failed: {source}")]
+    Tagging {
+        /// The saved snapshot.
+        snapshot: String,
+        /// Why tagging failed.
+        #[source]
+        source: hasteward_restic::Error,
+    },
+    /// A stored stream does not match its recorded checksum.
+    #[error("snapshot {snapshot} is damaged: SHA-256 {actual}, recorded {expected}")]
+    ChecksumMismatch {
+        /// The snapshot.
+        snapshot: String,
+        /// Recorded checksum.
+        expected: String,
+        /// Actual checksum.
+        actual: String,
+    },
+    /// A process could not be started.
+    #[error(transparent)]
+    Exec(#[from] hasteward_exec::Error),
+    /// Local I/O failed.
+    #[error("{what} failed: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(what: &'static str, source: std::io::Error) -> Self {
+        Self::Io { what, source }
+    }
+
+    /// The exit code for this failure.
+    pub fn exit_code(&self) -> ExitCode {
+        use hasteward_restic::Error as R;
+        match self {
+            Self::Usage(_) => ExitCode::Usage,
+            Self::Refused(_) => ExitCode::Refused,
+            Self::ToolMissing { .. } | Self::Database { .. } => ExitCode::Dependency,
+            Self::Restic(R::NotInstalled { .. } | R::UnknownVersion { .. }) => ExitCode::Dependency,
+            Self::Restic(R::NoPassword | R::NoRepository | R::Setup { .. }) => ExitCode::Usage,
+            Self::Restic(R::SnapshotNotFound { .. }) => ExitCode::Usage,
+            Self::Exec(hasteward_exec::Error::ProgramNotFound { .. }) => ExitCode::Dependency,
+            Self::Tagging { .. } => ExitCode::Partial,
+            _ => ExitCode::Failed,
+        }
+    }
+
+    /// A stable code for JSON output.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Usage(_) => "usage",
+            Self::Refused(_) => "refused",
+            Self::ToolMissing { .. } => "dependency.missing",
+            Self::Database { .. } => "database.unreachable",
+            Self::Restic(e) => e.category(),
+            Self::Stream(PumpError::Cancelled { .. }) => "cancelled",
+            Self::Stream(_) => "stream.failed",
+            Self::Tagging { .. } => "snapshot.tagging_failed",
+            Self::ChecksumMismatch { .. } => "snapshot.checksum_mismatch",
+            Self::Exec(_) => "exec.failed",
+            Self::Io { .. } => "io",
+        }
+    }
+
+    /// Whether running again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Restic(e) => e.is_transient(),
+            Self::Database { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

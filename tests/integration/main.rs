@@ -1,0 +1,9 @@
+//! Integration tests: the real `hasteward` binary against real restic, PostgreSQL and MariaDB
+//! servers started on loopback by `hasteward-testkit`. A missing component fails the test; nothing
+//! is skipped.
+
+mod support;
+
+mod failures;
+mod retention;
+mod round_trip;
