@@ -1,0 +1,22 @@
+# Task runner (`pip install rust-just` provides `just`). The README's two commands do not need it.
+
+# Run the embedded demo (throwaway PostgreSQL + restic repository).
+demo:
+    ./scripts/demo.sh
+
+# The whole test suite, as CI runs it.
+test:
+    ./scripts/test.sh
+
+# Benchmarks: hasteward vs the raw shell pipeline, in the same run (see docs/performance.md).
+bench:
+    ./scripts/bench.sh
+
+# Formatting and lints.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Cluster tests (need a real Kubernetes cluster; not part of CI).
+e2e:
+    cargo test --workspace -- --ignored
