@@ -7,7 +7,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
@@ -23,6 +23,7 @@ impl SecretFiles {
     pub fn new() -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("hasteward-secrets-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()
             .map_err(|e| Error::io("creating a private directory for credentials", e))?;
         Ok(Self { dir })
@@ -99,7 +100,6 @@ pub fn read_password_file(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn files_are_private_and_removed() {
