@@ -4,6 +4,7 @@
 
 mod support;
 
+mod environment;
 mod failures;
 mod retention;
 mod round_trip;

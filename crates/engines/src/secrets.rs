@@ -21,10 +21,16 @@ pub struct SecretFiles {
 impl SecretFiles {
     /// Creates the private directory.
     pub fn new() -> Result<Self> {
+        let base = hasteward_exec::scratch::writable_temp_dir().ok_or_else(|| {
+            Error::io(
+                "finding a writable directory for credentials (set TMPDIR)",
+                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            )
+        })?;
         let dir = tempfile::Builder::new()
             .prefix("hasteward-secrets-")
             .permissions(std::fs::Permissions::from_mode(0o700))
-            .tempdir()
+            .tempdir_in(base)
             .map_err(|e| Error::io("creating a private directory for credentials", e))?;
         Ok(Self { dir })
     }

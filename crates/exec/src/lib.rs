@@ -10,6 +10,7 @@ mod error;
 mod local;
 pub mod pump;
 mod runner;
+pub mod scratch;
 mod spec;
 mod tail;
 

@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use hasteward_exec::scratch::{writable, writable_temp_dir};
 use hasteward_exec::{capture, CommandSpec, LocalRunner, Runner};
 
 use crate::backup::{BackupRequest, BackupRun};
@@ -467,20 +468,13 @@ fn scratch_dirs() -> Scratch {
     if cache_ok && tmp_ok {
         return Scratch::Defaults;
     }
-    let fallback = [
-        tmp.clone(),
-        PathBuf::from("/tmp"),
-        PathBuf::from("/var/tmp"),
-    ]
-    .into_iter()
-    .chain(std::env::current_dir().ok())
-    .find(|d| writable(d));
-    match fallback {
+    match writable_temp_dir() {
         None => Scratch::NoCache,
         Some(base) => {
-            let dir = base.join(format!("hasteward-restic-{}", std::process::id()));
-            let cache = (!cache_ok).then(|| dir.join("cache"));
-            let tmp = (!tmp_ok).then(|| dir.join("tmp"));
+            // Stable names: restic's cache is safe to share between runs, and reusing it
+            // keeps repeated backups from reloading the whole index.
+            let cache = (!cache_ok).then(|| base.join("hasteward-restic-cache"));
+            let tmp = (!tmp_ok).then(|| base.join("hasteward-restic-tmp"));
             for d in cache.iter().chain(tmp.iter()) {
                 if std::fs::create_dir_all(d).is_err() {
                     return Scratch::NoCache;
@@ -489,8 +483,4 @@ fn scratch_dirs() -> Scratch {
             Scratch::Use { cache, tmp }
         }
     }
-}
-
-fn writable(dir: &Path) -> bool {
-    std::fs::create_dir_all(dir).is_ok() && tempfile::tempfile_in(dir).is_ok()
 }
