@@ -105,7 +105,6 @@ pub async fn backup(
     target.validate()?;
     let flavor = Flavor::resolve(target.db_type)?;
     let conn = Connection::prepare(target)?;
-    let created = restic.init().await?;
     let databases = list_databases(&flavor, target, &conn).await?;
 
     let mut tags = labels.tags();
@@ -117,16 +116,33 @@ pub async fn backup(
         time: Some(Utc::now()),
     };
     // restic first: it loads the index before reading stdin; the dump starts once it is ready.
-    let mut run = restic.backup(&request).await?;
-    tokio::select! {
-        biased;
-        _ = settings.cancel.cancelled() => {
-            let _ = run.proc.signal(Signal::Interrupt);
-            let _ = run.proc.wait().await;
-            return Err(Error::Stream(PumpError::Cancelled { consumer: "restic".into(), bytes: 0 }));
+    // A missing repository is created then (one restic start saved on every other run).
+    let mut created = false;
+    let mut run = loop {
+        let mut run = restic.backup(&request).await?;
+        let ready = tokio::select! {
+            biased;
+            _ = settings.cancel.cancelled() => {
+                let _ = run.proc.signal(Signal::Interrupt);
+                let _ = run.proc.wait().await;
+                return Err(Error::Stream(PumpError::Cancelled { consumer: "restic".into(), bytes: 0 }));
+            }
+            ready = run.ready() => ready,
+        };
+        match ready {
+            Ok(()) => break run,
+            Err(hasteward_restic::Error::RepositoryMissing { .. }) if !created => {
+                created = restic.init().await?;
+                if !created {
+                    return Err(Error::Restic(hasteward_restic::Error::RepositoryMissing {
+                        repo: restic.repo().to_string(),
+                        stderr: "the repository could not be opened after init".into(),
+                    }));
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
-        ready = run.ready() => ready?,
-    }
+    };
     let mut producer = LocalRunner.spawn(&flavor.dump(target, &conn)).await?;
     let opts = settings.pump(Some(flavor.completion_marker()), Signal::Interrupt);
     let report = match gated(&mut producer, &mut run.proc, &opts).await {
