@@ -1,7 +1,6 @@
 //! Configuration from the environment: restic's own variables, `HASTEWARD_*` variables, a
 //! machine without a writable home or temp dir, and the JSONL event stream.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use hasteward_testkit::{MariaDb, Postgres};
@@ -142,13 +141,7 @@ fn sigterm_during_backup_leaves_no_snapshot_and_no_lock() {
     let mut args = vec!["backup".to_string()];
     args.extend(pg_args(&pg, &pw, "terminated"));
     args.extend(repo.args());
-    let child = hasteward()
-        .args(&args)
-        .env("PATH", with_path_prefix(&bin))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(&args, &bin);
     wait_for("the slow producer", Duration::from_secs(30), || {
         !pids_with("sleep 62").is_empty()
     });

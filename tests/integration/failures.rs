@@ -1,7 +1,6 @@
 //! Failure paths: nothing partial is ever committed, children never outlive a run, secrets never
 //! appear in argv, and bad input gets the documented exit code.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hasteward_testkit::Postgres;
@@ -25,13 +24,7 @@ fn producer_killed_mid_stream_leaves_no_snapshot() {
     let mut args = vec!["backup".to_string()];
     args.extend(pg_args(&pg, &pw, "killed"));
     args.extend(repo.args());
-    let child = hasteward()
-        .args(&args)
-        .env("PATH", with_path_prefix(&bin))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(&args, &bin);
     // After `exec`, the producer process itself is `sleep 60`.
     wait_for("the lingering producer", Duration::from_secs(30), || {
         !pids_with("sleep 60").is_empty()
@@ -94,13 +87,7 @@ fn restic_killed_mid_stream_stops_the_dump_promptly() {
     let mut args = vec!["backup".to_string()];
     args.extend(pg_args(&pg, &pw, "resticdies"));
     args.extend(repo.args());
-    let child = hasteward()
-        .args(&args)
-        .env("PATH", with_path_prefix(&bin))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(&args, &bin);
     wait_for("the producer", Duration::from_secs(30), || {
         !pids_with(&marker).is_empty()
     });
@@ -140,13 +127,7 @@ fn ctrl_c_during_backup_leaves_no_snapshot_and_no_lock() {
     let mut args = vec!["backup".to_string()];
     args.extend(pg_args(&pg, &pw, "interrupted"));
     args.extend(repo.args());
-    let child = hasteward()
-        .args(&args)
-        .env("PATH", with_path_prefix(&bin))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(&args, &bin);
     wait_for("the slow producer", Duration::from_secs(30), || {
         !pids_with("sleep 61").is_empty()
     });
@@ -187,13 +168,7 @@ fn no_secret_in_any_argv_during_a_backup() {
     let mut args = vec!["backup".to_string()];
     args.extend(pg_args(&pg, &pw, "secrets"));
     args.extend(repo.args());
-    let mut child = hasteward()
-        .args(&args)
-        .env("PATH", with_path_prefix(&bin))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&args, &bin);
     let mut scans = 0;
     let mut saw_restic = false;
     while child.try_wait().unwrap().is_none() {

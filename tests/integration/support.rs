@@ -156,6 +156,17 @@ pub fn with_path_prefix(p: &Path) -> String {
     )
 }
 
+/// Starts the binary in the background with `path_prefix` first on PATH.
+pub fn spawn(args: &[String], path_prefix: &Path) -> std::process::Child {
+    hasteward()
+        .args(args)
+        .env("PATH", with_path_prefix(path_prefix))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Parses a `-o json` envelope.
 pub fn envelope(stdout: &str) -> Value {
     serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not an envelope ({e}): {stdout}"))

@@ -121,18 +121,21 @@ fn engine(e: EngineArg) -> Engine {
     }
 }
 
+fn require_file(flag: &str, path: Option<&std::path::Path>) -> Result<(), Error> {
+    match path {
+        Some(f) if !f.is_file() => Err(usage(format!(
+            "{flag} {} does not exist or is not a file",
+            f.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn host_target(db: DbType, h: &HostArgs) -> Result<HostTarget, Error> {
     let host = h.host.clone().ok_or_else(|| {
         usage("a host target needs --host (and usually --port, --db-user, --db-password-file)")
     })?;
-    if let Some(f) = &h.db_password_file {
-        if !f.is_file() {
-            return Err(usage(format!(
-                "--db-password-file {} does not exist or is not a file",
-                f.display()
-            )));
-        }
-    }
+    require_file("--db-password-file", h.db_password_file.as_deref())?;
     let t = HostTarget {
         db_type: db,
         host,
@@ -148,14 +151,7 @@ fn host_target(db: DbType, h: &HostArgs) -> Result<HostTarget, Error> {
 }
 
 async fn open_repo(cli: &Cli, r: &RepoArgs) -> Result<Restic, Error> {
-    if let Some(f) = &r.password_file {
-        if !f.is_file() {
-            return Err(usage(format!(
-                "--password-file {} does not exist or is not a file",
-                f.display()
-            )));
-        }
-    }
+    require_file("--password-file", r.password_file.as_deref())?;
     let creds = Credentials {
         repo: r.repo.clone(),
         password_file: r.password_file.clone(),

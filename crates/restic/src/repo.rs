@@ -179,16 +179,7 @@ impl Restic {
 
     /// Creates the repository unless it exists. Returns true when it was created.
     pub async fn init(&self) -> Result<bool> {
-        match self.run("init", self.command("init")).await {
-            Ok(_) => Ok(true),
-            Err(Error::Failed { outcome, .. })
-                if outcome.stderr_tail.contains("already exists")
-                    || outcome.stderr_tail.contains("already initialized") =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
+        self.init_with(self.command("init")).await
     }
 
     /// Creates this repository with the chunker parameters of `from`, so deduplication carries
@@ -197,6 +188,10 @@ impl Restic {
         let spec = self
             .with_from(self.command("init"), from)
             .arg("--copy-chunker-params");
+        self.init_with(spec).await
+    }
+
+    async fn init_with(&self, spec: CommandSpec) -> Result<bool> {
         match self.run("init", spec).await {
             Ok(_) => Ok(true),
             Err(Error::Failed { outcome, .. })
