@@ -168,3 +168,39 @@ fn mariadb_round_trip_keeps_live_accounts() {
     let (code, _out, _err) = run(&r, None);
     assert_eq!(code, 3);
 }
+
+#[test]
+fn failing_restore_client_reports_failure_and_leaves_no_lock() {
+    let pg = Postgres::start();
+    let repo = Repo::new();
+    let pw = secret_file(repo.dir.path(), "db.pw", pg.password());
+    // Objects in the `postgres` database are restored in place; one that still exists stops
+    // psql at its first error.
+    pg.psql(
+        "postgres",
+        "CREATE TABLE keepme (v int); INSERT INTO keepme VALUES (1)",
+    );
+    pg.psql(
+        "postgres",
+        "INSERT INTO keepme SELECT g FROM generate_series(2, 200000) g",
+    );
+    let mut args = vec!["backup".to_string()];
+    args.extend(pg_args(&pg, &pw, "conflict"));
+    args.extend(repo.args());
+    let (code, out, err) = run(&args, None);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut r = vec!["restore".to_string(), "-o".into(), "json".into()];
+    r.extend(pg_args(&pg, &pw, "conflict"));
+    r.extend(repo.args());
+    let (code, out, _err) = run(&r, None);
+    assert_eq!(code, 1, "{out}");
+    let env = envelope(&out);
+    assert_eq!(env["success"], false);
+    let msg = env["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("psql") && msg.contains("already exists"),
+        "{msg}"
+    );
+    assert_eq!(repo.locks(), 0, "restic dump left a lock behind");
+    assert_eq!(pg.psql("postgres", "SELECT count(*) FROM keepme"), "200000");
+}

@@ -155,23 +155,29 @@ pub async fn backup(
         ("sha256".to_string(), report.sha256.clone()),
         ("bytes".to_string(), report.bytes.to_string()),
     ];
-    let snapshot = restic
+    let snapshot_id = restic
         .add_tags(&summary.snapshot_id, &recorded, &labels.path())
         .await
         .map_err(|source| Error::Tagging {
             snapshot: summary.snapshot_id.clone(),
             source,
         })?;
+    let mut tags: Vec<String> = request
+        .tags
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    tags.extend(recorded.iter().map(|(k, v)| format!("{k}={v}")));
     Ok(BackupResult {
-        short_id: snapshot.short().to_string(),
-        snapshot_id: snapshot.id.clone(),
+        short_id: snapshot_id[..8.min(snapshot_id.len())].to_string(),
+        snapshot_id,
         repository: restic.repo().to_string(),
         path: labels.path(),
         bytes: report.bytes,
         sha256: report.sha256,
         data_added: summary.data_added,
         duration_ms: started.elapsed().as_millis() as u64,
-        tags: snapshot.tags,
+        tags,
         databases,
         repository_created: created,
     })
@@ -317,6 +323,9 @@ pub async fn restore(
         .await?;
     let mut opts = settings.pump(Some(flavor.completion_marker()), flavor.client_abort());
     opts.expected_sha256 = expected.clone();
+    // The producer is restic: SIGINT lets it remove its lock.
+    opts.producer_stop = Signal::Interrupt;
+    opts.producer_grace = Duration::from_secs(30);
     let filter = flavor.restore_filter(target, options.force, options.restore_system_schema);
     let report = match gated_filtered(&mut producer, &mut consumer, &opts, Some(filter)).await {
         Ok(r) => r,

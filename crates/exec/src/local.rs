@@ -94,6 +94,13 @@ fn spawn_local(spec: &CommandSpec) -> Result<Proc> {
             }
         })
     });
+    // Larger pipes: fewer wake-ups and context switches per byte on the streaming path.
+    if let Some(out) = child.stdout.as_ref() {
+        grow_pipe(out);
+    }
+    if let Some(inp) = child.stdin.as_ref() {
+        grow_pipe(inp);
+    }
     let stdin = child
         .stdin
         .take()
@@ -116,6 +123,14 @@ fn spawn_local(spec: &CommandSpec) -> Result<Proc> {
             outcome: None,
         }),
     })
+}
+
+/// Pipe size asked for on streaming pipes (Linux caps it at `/proc/sys/fs/pipe-max-size`).
+const PIPE_BYTES: i32 = 1 << 20;
+
+fn grow_pipe(fd: &impl std::os::fd::AsFd) {
+    // Best effort: an unprivileged process over its pipe quota keeps the default size.
+    let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
 }
 
 struct LocalControl {

@@ -60,7 +60,10 @@ pub struct PumpOptions {
     pub consumer_abort: Signal,
     /// How long the consumer gets to clean up after the abort signal before SIGKILL.
     pub abort_grace: Duration,
-    /// How long the producer gets after SIGTERM before SIGKILL.
+    /// Signal that stops the producer when the stream fails on the consumer's side (SIGTERM;
+    /// SIGINT when the producer is restic, which leaves a stale lock on SIGTERM).
+    pub producer_stop: Signal,
+    /// How long the producer gets after the stop signal before SIGKILL.
     pub producer_grace: Duration,
     /// The SHA-256 the producer's stream must have (restore: the checksum recorded at backup).
     /// A mismatch aborts the consumer before EOF.
@@ -87,6 +90,7 @@ impl Default for PumpOptions {
             cancel: CancellationToken::new(),
             consumer_abort: Signal::Interrupt,
             abort_grace: Duration::from_secs(30),
+            producer_stop: Signal::Terminate,
             producer_grace: Duration::from_secs(3),
             expected_sha256: None,
         }
@@ -606,9 +610,9 @@ async fn abort_consumer(consumer: &mut Proc, opts: &PumpOptions) {
     }
 }
 
-/// Stops the producer: SIGTERM to its group, then SIGKILL after the grace period.
+/// Stops the producer: its stop signal to its group, then SIGKILL after the grace period.
 async fn stop_producer(producer: &mut Proc, opts: &PumpOptions) {
-    let _ = producer.signal(Signal::Terminate);
+    let _ = producer.signal(opts.producer_stop);
     if tokio::time::timeout(opts.producer_grace, producer.wait())
         .await
         .is_err()

@@ -54,6 +54,8 @@ pub struct Capabilities {
     pub check_json: bool,
     /// `snapshots --json` carries a `summary`: restic >= 0.17.
     pub snapshot_summary: bool,
+    /// `tag --json` prints the new snapshot id: restic >= 0.18.
+    pub tag_json: bool,
 }
 
 impl Capabilities {
@@ -65,6 +67,7 @@ impl Capabilities {
             retry_lock: version.at_least(0, 16),
             check_json: version.at_least(0, 17),
             snapshot_summary: version.at_least(0, 17),
+            tag_json: version.at_least(0, 18),
         }
     }
 }

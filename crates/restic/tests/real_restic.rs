@@ -79,7 +79,9 @@ async fn every_command_against_real_restic() {
         .add_tags(&first, &[("sha256".into(), "abc".into())], "/ns/c/dump.sql")
         .await
         .unwrap();
+    let tagged = restic.snapshot(&tagged).await.unwrap();
     assert_eq!(tagged.tag("sha256"), Some("abc"));
+    assert_eq!(tagged.tag("cluster"), Some("c"));
     assert!(matches!(
         restic.snapshot("deadbeef").await.unwrap_err(),
         Error::SnapshotNotFound { .. } | Error::Failed { .. }
