@@ -59,10 +59,9 @@ impl<R: LineRules> LineFilter<R> {
         &self.rules
     }
 
-    /// Decides what to do with the line whose first bytes are in `pending`. Returns `None` while
-    /// more bytes are needed.
-    fn decide(&self, complete_line: bool) -> Option<Mode> {
-        let head = &self.pending[..];
+    /// Decides what to do with a line starting with `head` (its first bytes, or all of it when
+    /// `complete_line`). Returns `None` while more bytes are needed.
+    fn decide(&self, head: &[u8], complete_line: bool) -> Option<Mode> {
         let mut could_match = false;
         for p in self.rules.prefixes() {
             if head.len() >= p.len() {
@@ -82,39 +81,92 @@ impl<R: LineRules> LineFilter<R> {
             Mode::Pass
         })
     }
+
+    fn finish_collected(&mut self, out: &mut Vec<u8>) {
+        let line = std::mem::take(&mut self.pending);
+        self.rules.rewrite(&line, out);
+        self.mode = Mode::Start;
+    }
 }
 
 impl<R: LineRules> StreamFilter for LineFilter<R> {
-    fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
-        while !input.is_empty() {
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        // Bytes input[run..i] pass through unchanged and are copied out in one go.
+        let mut run = 0;
+        let mut i = 0;
+        while i < input.len() {
+            let rest = &input[i..];
             match self.mode {
-                Mode::Pass | Mode::Drop => {
-                    let (line_rest, done) = match memchr(input) {
-                        Some(i) => (&input[..=i], true),
-                        None => (input, false),
-                    };
-                    if matches!(self.mode, Mode::Pass) {
-                        out.extend_from_slice(line_rest);
-                    }
-                    input = &input[line_rest.len()..];
-                    if done {
+                Mode::Pass => match memchr::memchr(b'\n', rest) {
+                    Some(p) => {
+                        i += p + 1;
                         self.mode = Mode::Start;
+                    }
+                    None => i = input.len(),
+                },
+                Mode::Drop => {
+                    out.extend_from_slice(&input[run..i]);
+                    match memchr::memchr(b'\n', rest) {
+                        Some(p) => {
+                            i += p + 1;
+                            self.mode = Mode::Start;
+                        }
+                        None => i = input.len(),
+                    }
+                    run = i;
+                }
+                Mode::Start if self.pending.is_empty() => {
+                    let line_end = memchr::memchr(b'\n', rest);
+                    let line_len = line_end.map_or(rest.len(), |e| e + 1);
+                    let head = &rest[..line_len.min(self.longest_prefix)];
+                    match self.decide(head, line_end.is_some()) {
+                        None => {
+                            out.extend_from_slice(&input[run..i]);
+                            self.pending.extend_from_slice(rest);
+                            i = input.len();
+                            run = i;
+                        }
+                        Some(Mode::Pass) => {
+                            i += line_len;
+                            if line_end.is_none() {
+                                self.mode = Mode::Pass;
+                            }
+                        }
+                        Some(Mode::Collect) => {
+                            out.extend_from_slice(&input[run..i]);
+                            if line_end.is_some() {
+                                self.rules.rewrite(&rest[..line_len], out);
+                            } else {
+                                self.pending.extend_from_slice(rest);
+                                self.mode = Mode::Collect;
+                            }
+                            i += line_len;
+                            run = i;
+                        }
+                        Some(_) => {
+                            out.extend_from_slice(&input[run..i]);
+                            i += line_len;
+                            run = i;
+                            if line_end.is_none() {
+                                self.mode = Mode::Drop;
+                            }
+                        }
                     }
                 }
                 Mode::Start => {
-                    let newline = memchr(input);
+                    // A line start split across chunks: gather enough of it to decide.
+                    out.extend_from_slice(&input[run..i]);
+                    let newline = memchr::memchr(b'\n', rest);
                     let want = self
                         .longest_prefix
                         .saturating_sub(self.pending.len())
                         .max(1);
-                    let take = match newline {
-                        Some(i) => (i + 1).min(want),
-                        None => input.len().min(want),
-                    };
-                    self.pending.extend_from_slice(&input[..take]);
-                    input = &input[take..];
+                    let take = newline.map_or(rest.len(), |e| e + 1).min(want);
+                    self.pending.extend_from_slice(&rest[..take]);
+                    i += take;
+                    run = i;
                     let complete = self.pending.last() == Some(&b'\n');
-                    match self.decide(complete) {
+                    match self.decide(&self.pending, complete) {
                         None => {}
                         Some(Mode::Collect) => {
                             self.mode = Mode::Collect;
@@ -132,12 +184,13 @@ impl<R: LineRules> StreamFilter for LineFilter<R> {
                     }
                 }
                 Mode::Collect => {
-                    let (part, done) = match memchr(input) {
-                        Some(i) => (&input[..=i], true),
-                        None => (input, false),
+                    let (part, done) = match memchr::memchr(b'\n', rest) {
+                        Some(p) => (&rest[..=p], true),
+                        None => (rest, false),
                     };
                     self.pending.extend_from_slice(part);
-                    input = &input[part.len()..];
+                    i += part.len();
+                    run = i;
                     if done {
                         self.finish_collected(out);
                     } else if self.pending.len() > MAX_RULE_LINE {
@@ -149,6 +202,7 @@ impl<R: LineRules> StreamFilter for LineFilter<R> {
                 }
             }
         }
+        out.extend_from_slice(&input[run..]);
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
@@ -163,18 +217,6 @@ impl<R: LineRules> StreamFilter for LineFilter<R> {
             _ => {}
         }
     }
-}
-
-impl<R: LineRules> LineFilter<R> {
-    fn finish_collected(&mut self, out: &mut Vec<u8>) {
-        let line = std::mem::take(&mut self.pending);
-        self.rules.rewrite(&line, out);
-        self.mode = Mode::Start;
-    }
-}
-
-fn memchr(haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == b'\n')
 }
 
 /// Runs a whole input through a filter in chunks of `chunk` bytes (tests and small inputs).

@@ -154,11 +154,16 @@ fn backtick_ident(text: &[u8]) -> Option<&[u8]> {
 }
 
 #[cfg(test)]
+mod tests_support {
+    pub const DUMP: &str = "-- MariaDB dump\n--\n-- Current Database: `app`\n--\n\nCREATE DATABASE /*!32312 IF NOT EXISTS*/ `app` /*!40100 DEFAULT CHARACTER SET utf8mb4 */;\nUSE `app`;\nINSERT INTO t VALUES (1);\n--\n-- Current Database: `mysql`\n--\n\nCREATE DATABASE /*!32312 IF NOT EXISTS*/ `mysql`;\nUSE `mysql`;\nINSERT INTO `global_priv` VALUES ('x');\n--\n-- Current Database: `we``ird`\n--\nCREATE DATABASE /*!32312 IF NOT EXISTS*/ `we``ird`;\nUSE `we``ird`;\n-- Dump completed on 2026-11-23\n";
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::linefilter::{apply, LineFilter};
 
-    const DUMP: &str = "-- MariaDB dump\n--\n-- Current Database: `app`\n--\n\nCREATE DATABASE /*!32312 IF NOT EXISTS*/ `app` /*!40100 DEFAULT CHARACTER SET utf8mb4 */;\nUSE `app`;\nINSERT INTO t VALUES (1);\n--\n-- Current Database: `mysql`\n--\n\nCREATE DATABASE /*!32312 IF NOT EXISTS*/ `mysql`;\nUSE `mysql`;\nINSERT INTO `global_priv` VALUES ('x');\n--\n-- Current Database: `we``ird`\n--\nCREATE DATABASE /*!32312 IF NOT EXISTS*/ `we``ird`;\nUSE `we``ird`;\n-- Dump completed on 2026-11-23\n";
+    use super::tests_support::DUMP;
 
     #[test]
     fn system_schema_is_skipped_by_default() {
@@ -181,5 +186,29 @@ mod tests {
         assert!(out.contains("DROP DATABASE IF EXISTS `app`;\nCREATE DATABASE"));
         assert!(out.contains("DROP DATABASE IF EXISTS `we``ird`;\n"));
         assert!(!out.contains("DROP DATABASE IF EXISTS `mysql`"));
+    }
+}
+
+#[cfg(test)]
+mod chunking {
+    use super::tests_support::DUMP;
+    use super::*;
+    use crate::linefilter::{apply, LineFilter};
+
+    #[test]
+    fn every_chunk_size_gives_the_same_stream() {
+        let whole = apply(
+            &mut LineFilter::new(RestoreRules::new(false, true)),
+            DUMP.as_bytes(),
+            1 << 20,
+        );
+        for chunk in 1..DUMP.len() {
+            let mut f = LineFilter::new(RestoreRules::new(false, true));
+            assert_eq!(
+                apply(&mut f, DUMP.as_bytes(), chunk),
+                whole,
+                "chunk size {chunk}"
+            );
+        }
     }
 }
