@@ -201,16 +201,12 @@ async fn backup(
         );
         return Ok(rep.succeed(plan, &text));
     }
-    rep.step_started("backup");
-    let result = flows::backup(&restic, &target, &labels, &settings(&a.stream, rep, cancel)).await;
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => {
-            rep.step_failed("backup", &e.to_string());
-            return Err(e);
-        }
-    };
-    rep.step_completed("backup", None);
+    let result = rep
+        .step(
+            "backup",
+            flows::backup(&restic, &target, &labels, &settings(&a.stream, rep, cancel)),
+        )
+        .await?;
     if result.repository_created {
         rep.warn(format!("created a new repository at {}", result.repository));
     }
@@ -263,24 +259,9 @@ async fn restore(
         );
         return Ok(rep.succeed(plan, &text));
     }
-    rep.step_started("restore");
-    let result = flows::restore(
-        &restic,
-        &target,
-        &labels,
-        &selector,
-        &options,
-        &settings(&a.stream, rep, cancel),
-    )
-    .await;
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => {
-            rep.step_failed("restore", &e.to_string());
-            return Err(e);
-        }
-    };
-    rep.step_completed("restore", None);
+    let stream = settings(&a.stream, rep, cancel);
+    let work = flows::restore(&restic, &target, &labels, &selector, &options, &stream);
+    let result = rep.step("restore", work).await?;
     if !result.checksum_verified {
         rep.warn("the snapshot has no recorded checksum; the stream was not verified".into());
     }
@@ -376,9 +357,9 @@ async fn prune(cli: &Cli, a: &PruneArgs, rep: &mut Reporter) -> Result<ExitCode,
         keep_within: a.keep_within.clone(),
     };
     let restic = open_repo(cli, &a.repo).await?;
-    rep.step_started("retention");
-    let result = flows::prune(&restic, tags, &policy, a.dry_run).await?;
-    rep.step_completed("retention", None);
+    let result = rep
+        .step("retention", flows::prune(&restic, tags, &policy, a.dry_run))
+        .await?;
     let text = format!(
         "{}kept {}, removed {}{}",
         if a.dry_run { "dry run: " } else { "" },
@@ -401,15 +382,17 @@ async fn verify(
 ) -> Result<ExitCode, Error> {
     let (labels, _db) = labels(&a.set)?;
     let restic = open_repo(cli, &a.repo).await?;
-    rep.step_started("verify");
-    let result = flows::verify(
-        &restic,
-        &labels,
-        &SnapshotSelector::parse(&a.snapshot),
-        cancel,
-    )
-    .await?;
-    rep.step_completed("verify", None);
+    let result = rep
+        .step(
+            "verify",
+            flows::verify(
+                &restic,
+                &labels,
+                &SnapshotSelector::parse(&a.snapshot),
+                cancel,
+            ),
+        )
+        .await?;
     let text = format!(
         "snapshot {} verified: {} read back, sha256 matches ({})",
         &result.snapshot_id[..8.min(result.snapshot_id.len())],

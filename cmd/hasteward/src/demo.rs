@@ -67,15 +67,18 @@ pub async fn run(
         .map_err(|e| Error::Usage(format!("cannot create a temp dir: {e}")))?;
     rep.human(&format!("demo workspace: {}", work.path().display()));
 
-    rep.step_started("start-postgres");
-    let pg = blocking("starting PostgreSQL", Postgres::start).await?;
+    let pg = rep
+        .step(
+            "start-postgres",
+            blocking("starting PostgreSQL", Postgres::start),
+        )
+        .await?;
     let pg = std::sync::Arc::new(pg);
     rep.human(&format!(
         "1. started a throwaway PostgreSQL on {}:{}",
         pg.host(),
         pg.port()
     ));
-    rep.step_completed("start-postgres", None);
 
     let rows = a.rows;
     let seeded = {
@@ -127,9 +130,12 @@ pub async fn run(
         cancel: cancel.clone(),
     };
 
-    rep.step_started("backup");
-    let backup = flows::backup(&restic, &target, &labels, &settings).await?;
-    rep.step_completed("backup", None);
+    let backup = rep
+        .step(
+            "backup",
+            flows::backup(&restic, &target, &labels, &settings),
+        )
+        .await?;
     rep.human(&format!(
         "3. backup: snapshot {} of {} ({}), sha256 {}",
         backup.short_id,
@@ -145,9 +151,12 @@ pub async fn run(
         restic.repo()
     ));
 
-    rep.step_started("verify");
-    let verified = flows::verify(&restic, &labels, &SnapshotSelector::Latest, cancel).await?;
-    rep.step_completed("verify", None);
+    let verified = rep
+        .step(
+            "verify",
+            flows::verify(&restic, &labels, &SnapshotSelector::Latest, cancel),
+        )
+        .await?;
     rep.human(&format!(
         "5. verify: read back {} bytes, checksum matches",
         verified.bytes
@@ -162,17 +171,19 @@ pub async fn run(
     }
     rep.human("6. dropped database `shop`");
 
-    rep.step_started("restore");
-    let restored = flows::restore(
-        &restic,
-        &target,
-        &labels,
-        &SnapshotSelector::Latest,
-        &flows::RestoreOptions::default(),
-        &settings,
-    )
-    .await?;
-    rep.step_completed("restore", None);
+    let restored = rep
+        .step(
+            "restore",
+            flows::restore(
+                &restic,
+                &target,
+                &labels,
+                &SnapshotSelector::Latest,
+                &flows::RestoreOptions::default(),
+                &settings,
+            ),
+        )
+        .await?;
     let after = {
         let pg = pg.clone();
         blocking("reading back", move || pg.psql("shop", CHECKSUM_SQL)).await?

@@ -61,7 +61,7 @@ impl Reporter {
     }
 
     /// A step began.
-    pub fn step_started(&self, step: &str) {
+    fn step_started(&self, step: &str) {
         self.event("step.started", Some(step), None, None);
         if self.format == OutputFormat::Human {
             tracing::info!("{step}…");
@@ -69,13 +69,32 @@ impl Reporter {
     }
 
     /// A step ended well.
-    pub fn step_completed(&self, step: &str, details: Option<serde_json::Value>) {
+    fn step_completed(&self, step: &str, details: Option<serde_json::Value>) {
         self.event("step.completed", Some(step), None, details);
     }
 
     /// A step failed.
-    pub fn step_failed(&self, step: &str, message: &str) {
+    fn step_failed(&self, step: &str, message: &str) {
         self.event("step.failed", Some(step), Some(message.to_string()), None);
+    }
+
+    /// Runs one step between `step.started` and `step.completed`/`step.failed` events.
+    pub async fn step<T, E: std::fmt::Display>(
+        &self,
+        name: &str,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        self.step_started(name);
+        match work.await {
+            Ok(v) => {
+                self.step_completed(name, None);
+                Ok(v)
+            }
+            Err(e) => {
+                self.step_failed(name, &e.to_string());
+                Err(e)
+            }
+        }
     }
 
     /// Adds a warning (shown on stderr for people, in the envelope for machines).
