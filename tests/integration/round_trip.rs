@@ -204,3 +204,119 @@ fn failing_restore_client_reports_failure_and_leaves_no_lock() {
     assert_eq!(repo.locks(), 0, "restic dump left a lock behind");
     assert_eq!(pg.psql("postgres", "SELECT count(*) FROM keepme"), "200000");
 }
+
+#[test]
+fn per_database_snapshots_restore_one_database_alone() {
+    let pg = Postgres::start();
+    let repo = Repo::new();
+    let pw = secret_file(repo.dir.path(), "db.pw", pg.password());
+    for db in ["alpha", "Beta Db"] {
+        pg.psql("postgres", &format!("CREATE DATABASE \"{db}\""));
+        pg.psql(
+            db,
+            "CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 1000)",
+        );
+    }
+    let beta_before = pg_checksum(&pg, "Beta Db", "t");
+    let mut args = vec!["backup".to_string(), "-o".into(), "json".into()];
+    args.extend(pg_args(&pg, &pw, "perdb"));
+    args.extend(repo.args());
+    args.extend([
+        "--database".into(),
+        "alpha".into(),
+        "--database".into(),
+        "Beta Db".into(),
+    ]);
+    let (code, out, err) = run(&args, None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        envelope(&out)["data"]["backups"].as_array().unwrap().len(),
+        2
+    );
+    let mut paths: Vec<String> = repo
+        .snapshots()
+        .iter()
+        .map(|s| s["paths"][0].as_str().unwrap().to_string())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/default/perdb/database-Beta%20Db.pg_dump.sql",
+            "/default/perdb/database-alpha.pg_dump.sql"
+        ]
+    );
+
+    // Change alpha, drop beta; restoring beta alone leaves alpha's change in place.
+    pg.psql("alpha", "DELETE FROM t WHERE v > 10");
+    pg.psql("postgres", "DROP DATABASE \"Beta Db\"");
+    let mut r = vec!["restore".to_string()];
+    r.extend(pg_args(&pg, &pw, "perdb"));
+    r.extend(repo.args());
+    r.extend(["--database".into(), "Beta Db".into()]);
+    let (code, out, err) = run(&r, None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(pg_checksum(&pg, "Beta Db", "t"), beta_before);
+    assert_eq!(pg.psql("alpha", "SELECT count(*) FROM t"), "10");
+
+    // verify works per database; a database that does not exist is bad input.
+    let mut v: Vec<String> = [
+        "verify",
+        "-e",
+        "standalone",
+        "--db-type",
+        "postgres",
+        "-c",
+        "perdb",
+        "--database",
+        "alpha",
+    ]
+    .map(String::from)
+    .to_vec();
+    v.extend(repo.args());
+    let (code, out, err) = run(&v, None);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut bad = vec!["backup".to_string()];
+    bad.extend(pg_args(&pg, &pw, "perdb"));
+    bad.extend(repo.args());
+    bad.extend(["--database".into(), "nope".into()]);
+    let (code, _out, err) = run(&bad, None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn per_database_mariadb_restore_with_force_replaces_only_that_database() {
+    let db = MariaDb::start();
+    let repo = Repo::new();
+    let pw = secret_file(repo.dir.path(), "db.pw", db.password());
+    db.sql(
+        None,
+        "CREATE DATABASE one; CREATE TABLE one.t (v INT); INSERT INTO one.t VALUES (1),(2)",
+    );
+    db.sql(
+        None,
+        "CREATE DATABASE two; CREATE TABLE two.t (v INT); INSERT INTO two.t VALUES (3)",
+    );
+    let mut args = vec!["backup".to_string()];
+    args.extend(maria_args(&db, &pw, "perdbm"));
+    args.extend(repo.args());
+    args.extend(["--database".into(), "one".into()]);
+    let (code, out, err) = run(&args, None);
+    assert_eq!(code, 0, "{out}{err}");
+    db.sql(
+        None,
+        "INSERT INTO one.t VALUES (99); INSERT INTO two.t VALUES (4)",
+    );
+    let mut r = vec!["restore".to_string()];
+    r.extend(maria_args(&db, &pw, "perdbm"));
+    r.extend(repo.args());
+    r.extend(["--database".into(), "one".into()]);
+    let (code, _, _) = run(&r, None);
+    assert_eq!(code, 3, "exists: refused without --force");
+    r.push("--force".into());
+    let (code, out, err) = run(&r, None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(db.sql(None, "SELECT SUM(v) FROM one.t"), "3");
+    assert_eq!(db.sql(None, "SELECT SUM(v) FROM two.t"), "7");
+}

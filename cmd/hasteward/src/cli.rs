@@ -145,6 +145,9 @@ pub struct BackupArgs {
     pub repo: RepoArgs,
     #[command(flatten)]
     pub stream: StreamArgs,
+    /// Per-database mode: dump only this database, as its own snapshot (repeatable).
+    #[arg(long = "database", value_name = "NAME", env = "HASTEWARD_DATABASE")]
+    pub databases: Vec<String>,
     /// Print what would run; change nothing.
     #[arg(long, env = "HASTEWARD_DRY_RUN")]
     pub dry_run: bool,
@@ -164,6 +167,9 @@ pub struct RestoreArgs {
     /// `latest` (newest snapshot of this backup set) or a snapshot id.
     #[arg(long, default_value = "latest", env = "HASTEWARD_SNAPSHOT")]
     pub snapshot: String,
+    /// Restore the per-database snapshot of this database (taken with `backup --database`).
+    #[arg(long, value_name = "NAME", env = "HASTEWARD_DATABASE")]
+    pub database: Option<String>,
     /// Replace user databases that still exist on the target (dropped, then restored).
     #[arg(long, env = "HASTEWARD_FORCE")]
     pub force: bool,
@@ -249,6 +255,9 @@ pub struct VerifyArgs {
     /// `latest` or a snapshot id.
     #[arg(long, default_value = "latest", env = "HASTEWARD_SNAPSHOT")]
     pub snapshot: String,
+    /// Verify the per-database snapshot of this database.
+    #[arg(long, value_name = "NAME", env = "HASTEWARD_DATABASE")]
+    pub database: Option<String>,
 }
 
 /// `demo`.

@@ -106,9 +106,22 @@ pub fn labels(set: &SetArgs) -> Result<(SnapshotLabels, DbType), Error> {
             kind: SnapshotKind::Backup,
             db_type: Some(db),
             file: db.dump_file().to_string(),
+            database: None,
         },
         db,
     ))
+}
+
+/// The labels of one database's snapshot (`--database`).
+fn database_labels(
+    labels: &SnapshotLabels,
+    db: DbType,
+    name: &str,
+) -> Result<SnapshotLabels, Error> {
+    if name.is_empty() || name.starts_with('-') || name.contains(['\0', '\n', '\r']) {
+        return Err(usage(format!("invalid --database `{name}`")));
+    }
+    Ok(labels.for_database(name, db.database_dump_file()))
 }
 
 fn engine(e: EngineArg) -> Engine {
@@ -178,18 +191,37 @@ async fn backup(
     let target = host_target(db, &a.host)?;
     let restic = open_repo(cli, &a.repo).await?;
     if a.dry_run {
+        let sets: Vec<SnapshotLabels> = if a.databases.is_empty() {
+            vec![labels.clone()]
+        } else {
+            a.databases
+                .iter()
+                .map(|name| database_labels(&labels, db, name))
+                .collect::<Result<_, _>>()?
+        };
+        let snapshots: Vec<serde_json::Value> = sets
+            .iter()
+            .map(|set| {
+                json!({
+                    "database": set.database,
+                    "path": set.path(),
+                    "tags": set.tags().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+                    "dump": match &set.database {
+                        None => format!("{db} whole-server dump of {}:{}", target.host, target.port),
+                        Some(name) => format!("{db} dump of database `{name}` on {}:{}", target.host, target.port),
+                    },
+                })
+            })
+            .collect();
         let plan = json!({
             "dryRun": true,
             "repository": restic.repo(),
             "resticVersion": restic.capabilities().version.to_string(),
-            "path": labels.path(),
-            "tags": labels.tags().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            "snapshots": snapshots,
             "steps": [
-                "restic init (only if the repository does not exist)",
                 format!("list user databases on {}:{} as {}", target.host, target.port, target.user),
-                format!("restic backup --stdin --stdin-filename {} --host hasteward", labels.stdin_filename()),
-                format!("{} dump of {}:{} streamed through the commit gate", db, target.host, target.port),
-                "restic tag --add sha256=… --add bytes=… (checksum of the exact stream)",
+                "per snapshot: restic backup --stdin --host hasteward (restic init first if the repository does not exist)",
+                "per snapshot: the dump streamed through the commit gate, then restic tag --add sha256=… --add bytes=…",
             ],
         });
         let text = format!(
@@ -201,24 +233,74 @@ async fn backup(
         );
         return Ok(rep.succeed(plan, &text));
     }
+    if !a.databases.is_empty() {
+        return backup_databases(&restic, a, &labels, db, &target, rep, cancel).await;
+    }
+    let stream = settings(&a.stream, rep, cancel);
     let result = rep
-        .step(
-            "backup",
-            flows::backup(&restic, &target, &labels, &settings(&a.stream, rep, cancel)),
-        )
+        .step("backup", flows::backup(&restic, &target, &labels, &stream))
         .await?;
     if result.repository_created {
         rep.warn(format!("created a new repository at {}", result.repository));
     }
-    let text = format!(
+    let text = backup_line(&result);
+    Ok(rep.succeed(serde_json::to_value(&result).unwrap_or_default(), &text))
+}
+
+fn backup_line(result: &flows::BackupResult) -> String {
+    format!(
         "snapshot {} saved: {} streamed ({} added), sha256 {}, {:.1}s",
         result.short_id,
         human_bytes(result.bytes),
         human_bytes(result.data_added),
         &result.sha256[..16],
         result.duration_ms as f64 / 1000.0
-    );
-    Ok(rep.succeed(serde_json::to_value(&result).unwrap_or_default(), &text))
+    )
+}
+
+/// Per-database mode: one snapshot per `--database`, in order. When a later one fails after
+/// earlier ones were saved, the run is a partial success (exit 5) listing what was saved.
+async fn backup_databases(
+    restic: &Restic,
+    a: &BackupArgs,
+    labels: &SnapshotLabels,
+    db: DbType,
+    target: &HostTarget,
+    rep: &mut Reporter,
+    cancel: &CancellationToken,
+) -> Result<ExitCode, Error> {
+    let sets: Vec<SnapshotLabels> = a
+        .databases
+        .iter()
+        .map(|name| database_labels(labels, db, name))
+        .collect::<Result<_, _>>()?;
+    let mut done = Vec::new();
+    let mut lines = Vec::new();
+    for set in &sets {
+        let name = set.database.clone().unwrap_or_default();
+        let stream = settings(&a.stream, rep, cancel);
+        let work = flows::backup(restic, target, set, &stream);
+        match rep.step(&format!("backup {name}"), work).await {
+            Ok(result) => {
+                if result.repository_created {
+                    rep.warn(format!("created a new repository at {}", result.repository));
+                }
+                lines.push(format!("{name}: {}", backup_line(&result)));
+                done.push(result);
+            }
+            Err(e) if done.is_empty() => return Err(e),
+            Err(e) => {
+                let data = json!({ "backups": done });
+                let msg = format!(
+                    "{} of {} databases saved, then `{name}` failed: {e}",
+                    done.len(),
+                    sets.len()
+                );
+                return Ok(rep.fail(ExitCode::Partial, e.code(), &msg, e.is_transient(), data));
+            }
+        }
+    }
+    Ok(rep.succeed(json!({ "backups": done }), &lines.join("\n")))
 }
 
 async fn restore(
@@ -228,6 +310,10 @@ async fn restore(
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
     let (labels, db) = labels(&a.set)?;
+    let labels = match &a.database {
+        Some(name) => database_labels(&labels, db, name)?,
+        None => labels,
+    };
     let target = host_target(db, &a.host)?;
     let restic = open_repo(cli, &a.repo).await?;
     let selector = SnapshotSelector::parse(&a.snapshot);
@@ -380,7 +466,11 @@ async fn verify(
     rep: &mut Reporter,
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
-    let (labels, _db) = labels(&a.set)?;
+    let (labels, db) = labels(&a.set)?;
+    let labels = match &a.database {
+        Some(name) => database_labels(&labels, db, name)?,
+        None => labels,
+    };
     let restic = open_repo(cli, &a.repo).await?;
     let result = rep
         .step(

@@ -123,6 +123,7 @@ pub async fn run(
         kind: SnapshotKind::Backup,
         db_type: Some(DbType::Postgres),
         file: DbType::Postgres.dump_file().into(),
+        database: None,
     };
     let settings = StreamSettings {
         stall_timeout: None,

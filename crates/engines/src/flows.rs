@@ -105,7 +105,22 @@ pub async fn backup(
     target.validate()?;
     let flavor = Flavor::resolve(target.db_type)?;
     let conn = Connection::prepare(target)?;
-    let databases = list_databases(&flavor, target, &conn).await?;
+    let mut databases = list_databases(&flavor, target, &conn).await?;
+    if let Some(one) = &labels.database {
+        if !databases.contains(one) {
+            return Err(Error::Usage(format!(
+                "database `{one}` does not exist on {}:{} (user databases there: {})",
+                target.host,
+                target.port,
+                if databases.is_empty() {
+                    "none".to_string()
+                } else {
+                    databases.join(", ")
+                }
+            )));
+        }
+        databases = vec![one.clone()];
+    }
 
     let mut tags = labels.tags();
     tags.push(("databases".into(), encode_list(&databases)));
@@ -143,8 +158,14 @@ pub async fn backup(
             Err(e) => return Err(e.into()),
         }
     };
-    let mut producer = LocalRunner.spawn(&flavor.dump(target, &conn)).await?;
-    let opts = settings.pump(Some(flavor.completion_marker()), Signal::Interrupt);
+    let one_database = labels.database.as_deref();
+    let mut producer = LocalRunner
+        .spawn(&flavor.dump(target, &conn, one_database))
+        .await?;
+    let opts = settings.pump(
+        Some(flavor.completion_marker(one_database.is_some())),
+        Signal::Interrupt,
+    );
     let report = match gated(&mut producer, &mut run.proc, &opts).await {
         Ok(r) => r,
         Err(PumpError::ConsumerFailed { outcome, .. }) => return Err(run.failure(outcome).into()),
@@ -321,7 +342,10 @@ pub async fn restore(
     let mut producer = LocalRunner
         .spawn(&restic.dump_command(&snap.id, &labels.path()))
         .await?;
-    let mut opts = settings.pump(Some(flavor.completion_marker()), flavor.client_abort());
+    let mut opts = settings.pump(
+        Some(flavor.completion_marker(labels.database.is_some())),
+        flavor.client_abort(),
+    );
     opts.expected_sha256 = expected.clone();
     // The producer is restic: SIGINT lets it remove its lock.
     opts.producer_stop = Signal::Interrupt;

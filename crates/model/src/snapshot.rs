@@ -70,6 +70,16 @@ impl DbType {
         }
     }
 
+    /// The file name of a single-database dump (per-database mode).
+    pub fn database_dump_file(self) -> &'static str {
+        match self {
+            Self::Postgres => "pg_dump.sql",
+            Self::Mysql => "mysqldump.sql",
+            Self::Mariadb => "mariadb-dump.sql",
+            Self::Mongo => "mongodump.archive",
+        }
+    }
+
     /// The file name of a whole-server dump inside the snapshot.
     pub fn dump_file(self) -> &'static str {
         match self {
@@ -145,9 +155,22 @@ pub struct SnapshotLabels {
     pub db_type: Option<DbType>,
     /// The file inside the snapshot.
     pub file: String,
+    /// One database, in per-database mode (`None`: the whole server).
+    pub database: Option<String>,
 }
 
 impl SnapshotLabels {
+    /// The labels of one database's snapshot in this backup set: its own file and a
+    /// `database=` tag, so it is selected apart from whole-server snapshots.
+    pub fn for_database(&self, name: &str, dump_file: &str) -> Self {
+        let encoded = encode_list(&[name.to_string()]);
+        Self {
+            file: format!("database-{encoded}.{dump_file}"),
+            database: Some(name.to_string()),
+            ..self.clone()
+        }
+    }
+
     /// The stdin filename / snapshot path without the leading slash.
     pub fn stdin_filename(&self) -> String {
         format!("{}/{}/{}", self.namespace, self.cluster, self.file)
@@ -168,6 +191,12 @@ impl SnapshotLabels {
         ];
         if let Some(db) = self.db_type {
             tags.push(("db-type".to_string(), db.as_str().to_string()));
+        }
+        if let Some(name) = &self.database {
+            tags.push((
+                "database".to_string(),
+                encode_list(std::slice::from_ref(name)),
+            ));
         }
         tags
     }
@@ -256,8 +285,12 @@ mod tests {
             kind: SnapshotKind::Backup,
             db_type: Some(DbType::Postgres),
             file: DbType::Postgres.dump_file().into(),
+            database: None,
         };
         assert_eq!(l.path(), "/default/db1/pg_dumpall.sql");
+        let one = l.for_database("My DB", DbType::Postgres.database_dump_file());
+        assert_eq!(one.path(), "/default/db1/database-My%20DB.pg_dump.sql");
+        assert!(one.tags().contains(&("database".into(), "My%20DB".into())));
         assert!(l.tags().contains(&("db-type".into(), "postgres".into())));
         assert!(l.tags().contains(&("type".into(), "backup".into())));
     }

@@ -142,7 +142,10 @@ impl Flavor {
                 })
         };
         let (dump_program, client_program) = match db {
-            DbType::Postgres => (pick(&["pg_dumpall"])?, pick(&["psql"])?),
+            DbType::Postgres => {
+                pick(&["pg_dump"])?;
+                (pick(&["pg_dumpall"])?, pick(&["psql"])?)
+            }
             DbType::Mysql | DbType::Mariadb => (
                 pick(&mysql::dump_programs(db))?,
                 pick(&mysql::client_programs(db))?,
@@ -158,11 +161,13 @@ impl Flavor {
         })
     }
 
-    /// The dump producer.
-    pub fn dump(&self, t: &HostTarget, c: &Connection) -> CommandSpec {
-        match self.db {
-            DbType::Postgres => postgres::dump(t, c),
-            _ => mysql::dump(&self.dump_program, t, c),
+    /// The dump producer: the whole server, or one database.
+    pub fn dump(&self, t: &HostTarget, c: &Connection, database: Option<&str>) -> CommandSpec {
+        match (self.db, database) {
+            (DbType::Postgres, None) => postgres::dump(t, c),
+            (DbType::Postgres, Some(db)) => postgres::dump_database(t, c, db),
+            (_, None) => mysql::dump(&self.dump_program, t, c),
+            (_, Some(db)) => mysql::dump_database(&self.dump_program, t, c, db),
         }
     }
 
@@ -182,10 +187,11 @@ impl Flavor {
         }
     }
 
-    /// The marker the dump must end with.
-    pub fn completion_marker(&self) -> &'static [u8] {
-        match self.db {
-            DbType::Postgres => postgres::COMPLETION_MARKER,
+    /// The marker the dump must end with (whole server, or one database).
+    pub fn completion_marker(&self, one_database: bool) -> &'static [u8] {
+        match (self.db, one_database) {
+            (DbType::Postgres, false) => postgres::COMPLETION_MARKER,
+            (DbType::Postgres, true) => postgres::DATABASE_COMPLETION_MARKER,
             _ => mysql::COMPLETION_MARKER,
         }
     }

@@ -63,6 +63,25 @@ pub fn dump(program: &str, t: &HostTarget, conn: &Connection) -> CommandSpec {
     ])
 }
 
+/// The dump of one database (with its `CREATE DATABASE`).
+pub fn dump_database(
+    program: &str,
+    t: &HostTarget,
+    conn: &Connection,
+    database: &str,
+) -> CommandSpec {
+    base(program, t, conn)
+        .args([
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            "--databases",
+        ])
+        .arg(database)
+}
+
 /// The client reading a dump on stdin.
 pub fn restore_client(program: &str, t: &HostTarget, conn: &Connection) -> CommandSpec {
     base(program, t, conn)

@@ -17,6 +17,8 @@ use crate::linefilter::LineRules;
 
 /// The last line `pg_dumpall` writes; its absence means a truncated dump.
 pub const COMPLETION_MARKER: &[u8] = b"-- PostgreSQL database cluster dump complete";
+/// The last line `pg_dump` writes.
+pub const DATABASE_COMPLETION_MARKER: &[u8] = b"-- PostgreSQL database dump complete";
 /// psql cancels its query and exits on SIGINT.
 pub const CLIENT_ABORT: Signal = Signal::Interrupt;
 
@@ -42,6 +44,15 @@ fn base(program: &str, t: &HostTarget, conn: &Connection) -> CommandSpec {
 /// `pg_dumpall` of the whole cluster.
 pub fn dump(t: &HostTarget, conn: &Connection) -> CommandSpec {
     base("pg_dumpall", t, conn)
+}
+
+/// `pg_dump --create` of one database (restorable into a server that lacks it). The name goes
+/// in `PGDATABASE`, never through argv parsing, so it cannot be read as an option or a
+/// connection string.
+pub fn dump_database(t: &HostTarget, conn: &Connection, database: &str) -> CommandSpec {
+    base("pg_dump", t, conn)
+        .arg("--create")
+        .env("PGDATABASE", database)
 }
 
 /// `psql` reading a dump on stdin, stopping at the first error.
