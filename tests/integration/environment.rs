@@ -1,8 +1,6 @@
 //! Configuration from the environment: restic's own variables, `HASTEWARD_*` variables, a
 //! machine without a writable home or temp dir, and the JSONL event stream.
 
-use std::time::Duration;
-
 use hasteward_testkit::{MariaDb, Postgres};
 use nix::sys::signal::Signal;
 
@@ -133,18 +131,7 @@ fn sigterm_during_backup_leaves_no_snapshot_and_no_lock() {
     let pg = Postgres::start();
     let repo = Repo::new();
     let pw = secret_file(repo.dir.path(), "db.pw", pg.password());
-    let bin = shim(
-        repo.dir.path(),
-        "pg_dumpall",
-        "/usr/lib/postgresql/15/bin/pg_dumpall \"$@\"; exec sleep 62",
-    );
-    let mut args = vec!["backup".to_string()];
-    args.extend(pg_args(&pg, &pw, "terminated"));
-    args.extend(repo.args());
-    let child = spawn(&args, &bin);
-    wait_for("the slow producer", Duration::from_secs(30), || {
-        !pids_with("sleep 62").is_empty()
-    });
+    let child = lingering_backup(&pg, &repo, &pw, "terminated", 62);
     kill(child.id(), Signal::SIGTERM);
     let out = child.wait_with_output().unwrap();
     assert_eq!(

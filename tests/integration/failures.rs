@@ -8,27 +8,14 @@ use nix::sys::signal::Signal;
 
 use crate::support::*;
 
-const REAL_PG_DUMPALL: &str = "/usr/lib/postgresql/15/bin/pg_dumpall";
-
 #[test]
 fn producer_killed_mid_stream_leaves_no_snapshot() {
     let pg = Postgres::start();
     let repo = Repo::new();
     let pw = secret_file(repo.dir.path(), "db.pw", pg.password());
     // The real dump runs, then the producer lingers; it is killed before it can exit 0.
-    let bin = shim(
-        repo.dir.path(),
-        "pg_dumpall",
-        &format!("{REAL_PG_DUMPALL} \"$@\"; exec sleep 60"),
-    );
-    let mut args = vec!["backup".to_string()];
-    args.extend(pg_args(&pg, &pw, "killed"));
-    args.extend(repo.args());
-    let child = spawn(&args, &bin);
     // After `exec`, the producer process itself is `sleep 60`.
-    wait_for("the lingering producer", Duration::from_secs(30), || {
-        !pids_with("sleep 60").is_empty()
-    });
+    let child = lingering_backup(&pg, &repo, &pw, "killed", 60);
     std::thread::sleep(Duration::from_millis(300));
     for pid in pids_with("sleep 60") {
         kill(pid, Signal::SIGKILL);
@@ -119,18 +106,7 @@ fn ctrl_c_during_backup_leaves_no_snapshot_and_no_lock() {
     let pg = Postgres::start();
     let repo = Repo::new();
     let pw = secret_file(repo.dir.path(), "db.pw", pg.password());
-    let bin = shim(
-        repo.dir.path(),
-        "pg_dumpall",
-        &format!("{REAL_PG_DUMPALL} \"$@\"; exec sleep 61"),
-    );
-    let mut args = vec!["backup".to_string()];
-    args.extend(pg_args(&pg, &pw, "interrupted"));
-    args.extend(repo.args());
-    let child = spawn(&args, &bin);
-    wait_for("the slow producer", Duration::from_secs(30), || {
-        !pids_with("sleep 61").is_empty()
-    });
+    let child = lingering_backup(&pg, &repo, &pw, "interrupted", 61);
     std::thread::sleep(Duration::from_millis(300));
     kill(child.id(), Signal::SIGINT);
     let started = Instant::now();

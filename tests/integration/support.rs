@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use hasteward_testkit::{MariaDb, Postgres};
 use serde_json::Value;
 
+/// The real `pg_dumpall`, for shims that wrap it.
+pub const REAL_PG_DUMPALL: &str = "/usr/lib/postgresql/15/bin/pg_dumpall";
+
 /// The binary under test, with a clean environment (no HASTEWARD_* or RESTIC_* leaking in).
 pub fn hasteward() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hasteward"));
@@ -218,4 +221,30 @@ pub fn kill(pid: u32, sig: nix::sys::signal::Signal) {
 /// A content checksum of one PostgreSQL table.
 pub fn pg_checksum(pg: &Postgres, db: &str, table: &str) -> String {
     pg.psql(db, &format!("SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {table} t"))
+}
+
+/// Starts a backup whose producer runs the real `pg_dumpall` and then lingers as `sleep SECS`
+/// (a unique number per test, so the process can be found), and waits until it lingers. The
+/// stream is complete but the producer has not exited: only its exit status decides.
+pub fn lingering_backup(
+    pg: &Postgres,
+    repo: &Repo,
+    pw: &Path,
+    cluster: &str,
+    secs: u32,
+) -> std::process::Child {
+    let bin = shim(
+        repo.dir.path(),
+        "pg_dumpall",
+        &format!("{REAL_PG_DUMPALL} \"$@\"; exec sleep {secs}"),
+    );
+    let mut args = vec!["backup".to_string()];
+    args.extend(pg_args(pg, pw, cluster));
+    args.extend(repo.args());
+    let child = spawn(&args, &bin);
+    let needle = format!("sleep {secs}");
+    wait_for("the lingering producer", Duration::from_secs(30), || {
+        !pids_with(&needle).is_empty()
+    });
+    child
 }

@@ -124,6 +124,33 @@ fn database_labels(
     Ok(labels.for_database(name, db.database_dump_file()))
 }
 
+/// The backup set, narrowed to one database's snapshots when `--database` is given.
+fn selected_labels(
+    set: &SetArgs,
+    database: Option<&str>,
+) -> Result<(SnapshotLabels, DbType), Error> {
+    let (labels, db) = labels(set)?;
+    match database {
+        Some(name) => Ok((database_labels(&labels, db, name)?, db)),
+        None => Ok((labels, db)),
+    }
+}
+
+/// The snapshots a backup takes: the whole server, or one per `--database`.
+fn backup_sets(
+    labels: &SnapshotLabels,
+    db: DbType,
+    databases: &[String],
+) -> Result<Vec<SnapshotLabels>, Error> {
+    if databases.is_empty() {
+        return Ok(vec![labels.clone()]);
+    }
+    databases
+        .iter()
+        .map(|name| database_labels(labels, db, name))
+        .collect()
+}
+
 fn engine(e: EngineArg) -> Engine {
     match e {
         EngineArg::Cnpg => Engine::Cnpg,
@@ -191,14 +218,7 @@ async fn backup(
     let target = host_target(db, &a.host)?;
     let restic = open_repo(cli, &a.repo).await?;
     if a.dry_run {
-        let sets: Vec<SnapshotLabels> = if a.databases.is_empty() {
-            vec![labels.clone()]
-        } else {
-            a.databases
-                .iter()
-                .map(|name| database_labels(&labels, db, name))
-                .collect::<Result<_, _>>()?
-        };
+        let sets = backup_sets(&labels, db, &a.databases)?;
         let snapshots: Vec<serde_json::Value> = sets
             .iter()
             .map(|set| {
@@ -269,11 +289,7 @@ async fn backup_databases(
     rep: &mut Reporter,
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
-    let sets: Vec<SnapshotLabels> = a
-        .databases
-        .iter()
-        .map(|name| database_labels(labels, db, name))
-        .collect::<Result<_, _>>()?;
+    let sets = backup_sets(labels, db, &a.databases)?;
     let mut done = Vec::new();
     let mut lines = Vec::new();
     for set in &sets {
@@ -309,11 +325,7 @@ async fn restore(
     rep: &mut Reporter,
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
-    let (labels, db) = labels(&a.set)?;
-    let labels = match &a.database {
-        Some(name) => database_labels(&labels, db, name)?,
-        None => labels,
-    };
+    let (labels, db) = selected_labels(&a.set, a.database.as_deref())?;
     let target = host_target(db, &a.host)?;
     let restic = open_repo(cli, &a.repo).await?;
     let selector = SnapshotSelector::parse(&a.snapshot);
@@ -466,11 +478,7 @@ async fn verify(
     rep: &mut Reporter,
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
-    let (labels, db) = labels(&a.set)?;
-    let labels = match &a.database {
-        Some(name) => database_labels(&labels, db, name)?,
-        None => labels,
-    };
+    let (labels, _db) = selected_labels(&a.set, a.database.as_deref())?;
     let restic = open_repo(cli, &a.repo).await?;
     let result = rep
         .step(
