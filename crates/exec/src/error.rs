@@ -20,6 +20,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A remote runner (pod exec) could not start the command.
+    #[error("failed to start `{program}` in {location}: {message}")]
+    Remote {
+        /// The program as given in the spec.
+        program: String,
+        /// Where it was to run (e.g. `pod ns/name container c`).
+        location: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Waiting for or signalling a child failed.
     #[error("failed to control `{program}`")]
     Control {

@@ -20,7 +20,7 @@ pub use pump::{
     gated, gated_filtered, hash_output, Progress, ProgressFn, PumpError, PumpOptions, PumpReport,
     StreamFilter,
 };
-pub use runner::{capture, Captured, ExitOutcome, Proc, ProcControl, Runner, Signal};
+pub use runner::{capture, BoxFuture, Captured, ExitOutcome, Proc, ProcControl, Runner, Signal};
 pub use spec::{CommandSpec, StdinMode, StdoutMode};
 pub use tail::Tail;
 pub use tokio_util::sync::CancellationToken;

@@ -1,1 +1,22 @@
-//! Kubernetes access for hasteward.
+//! Kubernetes access for hasteward: the client, pods and containers looked up by name, secrets,
+//! the CloudNativePG and MariaDB custom resources, CNPG fencing, and [`PodRunner`], which runs a
+//! [`hasteward_exec::CommandSpec`] in a pod through the exec API so that the engines' streaming
+//! code runs unchanged against pods.
+//!
+//! Every API call is bounded in time, so an unreachable cluster is an error within seconds, not
+//! a hang.
+
+mod client;
+mod error;
+pub mod fencing;
+mod pods;
+mod podrunner;
+mod resources;
+mod secrets;
+
+pub use client::{connect, ClientOptions, Kube};
+pub use error::{Error, Result};
+pub use pods::{container_ready, find_ready_pod, pod_phase, require_ready};
+pub use podrunner::PodRunner;
+pub use resources::{CnpgCluster, MariaDbCluster, SecretKeyRef};
+pub use secrets::Secret;

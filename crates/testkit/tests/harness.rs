@@ -99,3 +99,44 @@ fn mariadb_round_trip() {
     db.stop();
     db.stop(); // idempotent
 }
+
+#[test]
+fn postgres_streaming_replica() {
+    let primary = Postgres::start();
+    primary.psql(
+        "postgres",
+        "CREATE TABLE t(id int primary key);\n\
+         INSERT INTO t SELECT generate_series(1, 10);",
+    );
+    let t0 = Instant::now();
+    let replica = primary.start_replica();
+    eprintln!(
+        "replica started in {:?} on port {} (primary {})",
+        t0.elapsed(),
+        replica.port(),
+        primary.port()
+    );
+    assert_ne!(replica.port(), primary.port());
+    assert_ne!(replica.data_dir(), primary.data_dir());
+    assert_eq!(replica.user(), primary.user());
+    assert_eq!(replica.password(), primary.password());
+    assert_eq!(replica.psql("postgres", "SELECT pg_is_in_recovery()"), "t");
+    assert_eq!(primary.psql("postgres", "SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(replica.psql("postgres", "SELECT count(*) FROM t"), "10");
+    assert_eq!(
+        primary.psql("postgres", "SELECT state FROM pg_stat_replication"),
+        "streaming"
+    );
+
+    primary.psql(
+        "postgres",
+        "INSERT INTO t SELECT generate_series(11, 1000)",
+    );
+    primary.wait_replica_caught_up(&replica);
+    assert_eq!(replica.psql("postgres", "SELECT count(*) FROM t"), "1000");
+    assert_eq!(replica.psql("postgres", "SELECT max(id) FROM t"), "1000");
+
+    let replica_dir = replica.data_dir().to_path_buf();
+    drop(replica);
+    assert!(!replica_dir.exists(), "replica temp dir not removed");
+}

@@ -1,0 +1,169 @@
+//! The CloudNativePG `Cluster` and mariadb-operator `MariaDB` resources, read as dynamic objects
+//! and narrowed to the fields hasteward uses (so new CRD versions with extra fields still work).
+
+use std::collections::BTreeMap;
+
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use serde::Deserialize;
+
+use crate::client::Target;
+use crate::{Error, Kube, Result};
+
+/// `postgresql.cnpg.io/v1` `Cluster`.
+pub fn cnpg_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("postgresql.cnpg.io", "v1", "Cluster"),
+        "clusters",
+    )
+}
+
+/// `k8s.mariadb.com/v1alpha1` `MariaDB`.
+pub fn mariadb_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("k8s.mariadb.com", "v1alpha1", "MariaDB"),
+        "mariadbs",
+    )
+}
+
+/// The parts of a CNPG `Cluster` hasteward reads.
+#[derive(Debug, Clone)]
+pub struct CnpgCluster {
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// `metadata.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+    /// `status.currentPrimary`.
+    pub current_primary: Option<String>,
+    /// `status.instanceNames`.
+    pub instance_names: Vec<String>,
+}
+
+/// A reference to one key of a Secret.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct SecretKeyRef {
+    /// Secret name.
+    pub name: String,
+    /// Key inside it.
+    pub key: String,
+}
+
+/// The parts of a mariadb-operator `MariaDB` hasteward reads.
+#[derive(Debug, Clone)]
+pub struct MariaDbCluster {
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// `spec.replicas`.
+    pub replicas: Option<i64>,
+    /// `spec.rootPasswordSecretKeyRef`.
+    pub root_password: Option<SecretKeyRef>,
+    /// Whether `spec.galera.enabled` is true.
+    pub galera: bool,
+}
+
+impl MariaDbCluster {
+    /// The label selector of the cluster's pods.
+    pub fn pod_selector(&self) -> String {
+        format!("app.kubernetes.io/instance={}", self.name)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct CnpgStatus {
+    current_primary: Option<String>,
+    #[serde(default)]
+    instance_names: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct MariaDbSpec {
+    replicas: Option<i64>,
+    root_password_secret_key_ref: Option<SecretKeyRef>,
+    galera: Option<GaleraSpec>,
+}
+
+#[derive(Deserialize, Default)]
+struct GaleraSpec {
+    enabled: Option<bool>,
+}
+
+impl Kube {
+    pub(crate) async fn dynamic_get(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<DynamicObject> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, resource);
+        let kind = format!("{} ({})", resource.kind, resource.group);
+        self.call(
+            "get",
+            Target {
+                kind: &kind,
+                namespace,
+                name,
+            },
+            api.get(name),
+        )
+        .await
+    }
+
+    /// Reads a CNPG `Cluster`.
+    pub async fn cnpg_cluster(&self, namespace: &str, name: &str) -> Result<CnpgCluster> {
+        let obj = self.dynamic_get(&cnpg_resource(), namespace, name).await?;
+        let status: CnpgStatus = obj
+            .data
+            .get("status")
+            .map(|s| serde_json::from_value(s.clone()))
+            .transpose()
+            .map_err(|e| Error::Resource {
+                kind: "Cluster".into(),
+                namespace: namespace.into(),
+                name: name.into(),
+                detail: format!("unreadable status: {e}"),
+            })?
+            .unwrap_or_default();
+        Ok(CnpgCluster {
+            name: name.into(),
+            namespace: namespace.into(),
+            resource_version: obj.metadata.resource_version.clone(),
+            annotations: obj.metadata.annotations.clone().unwrap_or_default(),
+            current_primary: status.current_primary,
+            instance_names: status.instance_names,
+        })
+    }
+
+    /// Reads a mariadb-operator `MariaDB`.
+    pub async fn mariadb(&self, namespace: &str, name: &str) -> Result<MariaDbCluster> {
+        let obj = self
+            .dynamic_get(&mariadb_resource(), namespace, name)
+            .await?;
+        let spec: MariaDbSpec = obj
+            .data
+            .get("spec")
+            .map(|s| serde_json::from_value(s.clone()))
+            .transpose()
+            .map_err(|e| Error::Resource {
+                kind: "MariaDB".into(),
+                namespace: namespace.into(),
+                name: name.into(),
+                detail: format!("unreadable spec: {e}"),
+            })?
+            .unwrap_or_default();
+        Ok(MariaDbCluster {
+            name: name.into(),
+            namespace: namespace.into(),
+            replicas: spec.replicas,
+            root_password: spec.root_password_secret_key_ref,
+            galera: spec.galera.and_then(|g| g.enabled).unwrap_or(false),
+        })
+    }
+}
