@@ -23,6 +23,13 @@ pub struct Cli {
         env = "HASTEWARD_RESTIC_BIN"
     )]
     pub restic_bin: String,
+    /// Kubeconfig file (falls back to KUBECONFIG, ~/.kube/config, then the in-cluster service
+    /// account).
+    #[arg(long, global = true, env = "HASTEWARD_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: its current context).
+    #[arg(long, global = true, env = "HASTEWARD_CONTEXT")]
+    pub context: Option<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -125,6 +132,22 @@ pub struct HostArgs {
     pub db_password_file: Option<PathBuf>,
 }
 
+/// A standalone database in a pod (`-e standalone --container`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Pod target")]
+pub struct PodArgs {
+    /// The pod (and container) running the database: `POD` or `POD/CONTAINER`; the tools run
+    /// there through the exec API. Default container: the pod's first.
+    #[arg(long, value_name = "POD[/CONTAINER]", env = "HASTEWARD_CONTAINER")]
+    pub container: Option<String>,
+    /// Secret (in the namespace) holding the database password.
+    #[arg(long, env = "HASTEWARD_SECRET_NAME")]
+    pub secret_name: Option<String>,
+    /// Key of the password in that Secret.
+    #[arg(long, env = "HASTEWARD_SECRET_KEY")]
+    pub secret_key: Option<String>,
+}
+
 /// Stream behaviour.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Stream")]
@@ -141,6 +164,8 @@ pub struct BackupArgs {
     pub set: SetArgs,
     #[command(flatten)]
     pub host: HostArgs,
+    #[command(flatten)]
+    pub pod: PodArgs,
     #[command(flatten)]
     pub repo: RepoArgs,
     #[command(flatten)]
@@ -160,6 +185,8 @@ pub struct RestoreArgs {
     pub set: SetArgs,
     #[command(flatten)]
     pub host: HostArgs,
+    #[command(flatten)]
+    pub pod: PodArgs,
     #[command(flatten)]
     pub repo: RepoArgs,
     #[command(flatten)]

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use hasteward_engines::flows::{self, SnapshotSelector, StreamSettings};
+use hasteward_engines::pod::cnpg;
 use hasteward_engines::standalone::HostTarget;
+use hasteward_engines::target::Target;
 use hasteward_engines::Error;
 use hasteward_exec::CancellationToken;
 use hasteward_model::{validate_name, DbType, Engine, ExitCode, SnapshotKind, SnapshotLabels};
@@ -11,10 +13,32 @@ use hasteward_restic::{Credentials, KeepPolicy, Restic};
 use serde_json::json;
 
 use crate::cli::{
-    BackupArgs, Cli, Command, EngineArg, FilterArgs, HostArgs, PruneArgs, RepoArgs, RestoreArgs,
-    SetArgs, SnapshotsArgs, StreamArgs, VerifyArgs,
+    BackupArgs, Cli, Command, EngineArg, FilterArgs, HostArgs, PodArgs, PruneArgs, RepoArgs,
+    RestoreArgs, SetArgs, SnapshotsArgs, StreamArgs, VerifyArgs,
 };
 use crate::output::{human_bytes, Reporter};
+use crate::targets::{resolve, with_target, Resolved};
+
+/// Resolves the target of a backup set (checks host flags first, so a typo fails before any
+/// connection is made).
+async fn resolve_target(
+    cli: &Cli,
+    set: &SetArgs,
+    db: DbType,
+    host: &HostArgs,
+    pod: &PodArgs,
+) -> Result<Resolved, Error> {
+    resolve(
+        cli,
+        engine(set.engine),
+        &set.namespace,
+        &set.cluster,
+        db,
+        host,
+        pod,
+    )
+    .await
+}
 
 /// Runs the parsed command; returns the exit code.
 pub async fn run(cli: Cli) -> ExitCode {
@@ -78,29 +102,49 @@ fn spawn_signal_handler(cancel: CancellationToken) {
     });
 }
 
-fn usage(msg: impl Into<String>) -> Error {
+pub(crate) fn usage(msg: impl Into<String>) -> Error {
     Error::Usage(msg.into())
 }
 
 /// The backup set named by `-e -c -n --db-type`.
 pub fn labels(set: &SetArgs) -> Result<(SnapshotLabels, DbType), Error> {
-    if set.engine != EngineArg::Standalone {
-        return Err(usage(format!(
-            "engine `{}` is not available in this build yet; use `-e standalone` with --db-type and a host target",
-            engine(set.engine)
-        )));
-    }
     validate_name("cluster (-c)", &set.cluster).map_err(usage)?;
     validate_name("namespace (-n)", &set.namespace).map_err(usage)?;
-    let db: DbType = set
+    let given: Option<DbType> = set
         .db_type
         .as_deref()
-        .ok_or_else(|| usage("-e standalone needs --db-type postgres|mysql|mariadb|mongo"))?
-        .parse()
-        .map_err(usage)?;
+        .map(|d| d.parse().map_err(usage))
+        .transpose()?;
+    let db = match (set.engine, given) {
+        (EngineArg::Standalone, Some(db)) => db,
+        (EngineArg::Standalone, None) => {
+            return Err(usage(
+                "-e standalone needs --db-type postgres|mysql|mariadb|mongo",
+            ))
+        }
+        (EngineArg::Cnpg, None | Some(DbType::Postgres)) => DbType::Postgres,
+        (EngineArg::Galera, None | Some(DbType::Mariadb)) => DbType::Mariadb,
+        (EngineArg::Cnpg | EngineArg::Galera, Some(other)) => {
+            return Err(usage(format!(
+                "--db-type {other} does not apply to -e {}: its type is fixed ({})",
+                engine(set.engine),
+                if set.engine == EngineArg::Cnpg {
+                    "postgres"
+                } else {
+                    "mariadb"
+                }
+            )))
+        }
+        (EngineArg::Vault | EngineArg::Vmbackup, _) => {
+            return Err(usage(format!(
+                "engine `{}` is not available in this build yet",
+                engine(set.engine)
+            )))
+        }
+    };
     Ok((
         SnapshotLabels {
-            engine: Engine::Standalone,
+            engine: engine(set.engine),
             cluster: set.cluster.clone(),
             namespace: set.namespace.clone(),
             kind: SnapshotKind::Backup,
@@ -171,7 +215,7 @@ fn require_file(flag: &str, path: Option<&std::path::Path>) -> Result<(), Error>
     }
 }
 
-fn host_target(db: DbType, h: &HostArgs) -> Result<HostTarget, Error> {
+pub(crate) fn host_target(db: DbType, h: &HostArgs) -> Result<HostTarget, Error> {
     let host = h.host.clone().ok_or_else(|| {
         usage("a host target needs --host (and usually --port, --db-user, --db-password-file)")
     })?;
@@ -215,7 +259,8 @@ async fn backup(
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
     let (labels, db) = labels(&a.set)?;
-    let target = host_target(db, &a.host)?;
+    let target = resolve_target(cli, &a.set, db, &a.host, &a.pod).await?;
+    let location = target.location();
     let restic = open_repo(cli, &a.repo).await?;
     if a.dry_run {
         let sets = backup_sets(&labels, db, &a.databases)?;
@@ -227,8 +272,8 @@ async fn backup(
                     "path": set.path(),
                     "tags": set.tags().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
                     "dump": match &set.database {
-                        None => format!("{db} whole-server dump of {}:{}", target.host, target.port),
-                        Some(name) => format!("{db} dump of database `{name}` on {}:{}", target.host, target.port),
+                        None => format!("{db} whole-server dump of {location}"),
+                        Some(name) => format!("{db} dump of database `{name}` on {location}"),
                     },
                 })
             })
@@ -239,27 +284,25 @@ async fn backup(
             "resticVersion": restic.capabilities().version.to_string(),
             "snapshots": snapshots,
             "steps": [
-                format!("list user databases on {}:{} as {}", target.host, target.port, target.user),
+                format!("list user databases on {location}"),
                 "per snapshot: restic backup --stdin --host hasteward (restic init first if the repository does not exist)",
                 "per snapshot: the dump streamed through the commit gate, then restic tag --add sha256=… --add bytes=…",
             ],
         });
         let text = format!(
-            "dry run: would back up {}:{} ({db}) to {} as {}",
-            target.host,
-            target.port,
+            "dry run: would back up {location} ({db}) to {} as {}",
             restic.repo(),
             labels.path()
         );
         return Ok(rep.succeed(plan, &text));
     }
     if !a.databases.is_empty() {
-        return backup_databases(&restic, a, &labels, db, &target, rep, cancel).await;
+        return with_target!(&target, t => backup_databases(&restic, a, &labels, db, t, rep, cancel).await);
     }
     let stream = settings(&a.stream, rep, cancel);
-    let result = rep
-        .step("backup", flows::backup(&restic, &target, &labels, &stream))
-        .await?;
+    let result = with_target!(&target, t => rep
+        .step("backup", flows::backup(&restic, t, &labels, &stream))
+        .await)?;
     if result.repository_created {
         rep.warn(format!("created a new repository at {}", result.repository));
     }
@@ -280,12 +323,12 @@ fn backup_line(result: &flows::BackupResult) -> String {
 
 /// Per-database mode: one snapshot per `--database`, in order. When a later one fails after
 /// earlier ones were saved, the run is a partial success (exit 5) listing what was saved.
-async fn backup_databases(
+async fn backup_databases<T: Target>(
     restic: &Restic,
     a: &BackupArgs,
     labels: &SnapshotLabels,
     db: DbType,
-    target: &HostTarget,
+    target: &T,
     rep: &mut Reporter,
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
@@ -326,7 +369,8 @@ async fn restore(
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
     let (labels, db) = selected_labels(&a.set, a.database.as_deref())?;
-    let target = host_target(db, &a.host)?;
+    let target = resolve_target(cli, &a.set, db, &a.host, &a.pod).await?;
+    let location = target.location();
     let restic = open_repo(cli, &a.repo).await?;
     let selector = SnapshotSelector::parse(&a.snapshot);
     let options = flows::RestoreOptions {
@@ -335,6 +379,31 @@ async fn restore(
     };
     if a.dry_run {
         let snap = flows::select_snapshot(&restic, &labels, &selector).await?;
+        let mut fence_step = None;
+        if let Resolved::Cnpg { target: c, .. } = &target {
+            let existing = hasteward_k8s::fencing::parse(
+                c.cluster
+                    .annotations
+                    .get(hasteward_k8s::fencing::FENCED_INSTANCES)
+                    .map(String::as_str),
+            )
+            .unwrap_or_default();
+            let (_, added) = hasteward_k8s::fencing::add(&existing, &c.replicas());
+            fence_step = Some(format!(
+                "fence replicas {added:?} of Cluster {}/{} through {} (existing fences {existing:?} are kept), and remove only those fences afterwards",
+                c.cluster.namespace, c.cluster.name, hasteward_k8s::fencing::FENCED_INSTANCES
+            ));
+        }
+        let mut steps: Vec<String> = fence_step.into_iter().collect();
+        steps.push(format!(
+            "list user databases on {location}; refuse if any in the snapshot still exists{}",
+            if a.force {
+                " (--force: drop and replace them)"
+            } else {
+                ""
+            }
+        ));
+        steps.push(format!("restic dump {} {} | {} client on {location} (stop at first error), checksum checked before end of stream", snap.short(), labels.path(), db));
         let plan = json!({
             "dryRun": true,
             "snapshot": snap.id,
@@ -343,31 +412,38 @@ async fn restore(
             "databases": hasteward_model::decode_list(snap.tag("databases").unwrap_or("")),
             "force": a.force,
             "restoreSystemSchema": a.restore_system_schema,
-            "steps": [
-                format!("list user databases on {}:{}; refuse if any in the snapshot still exists{}", target.host, target.port, if a.force { " (--force: drop and replace them)" } else { "" }),
-                format!("restic dump {} {} | {} client (stop at first error), checksum checked before end of stream", snap.short(), labels.path(), db),
-            ],
+            "target": location,
+            "steps": steps,
         });
         let text = format!(
-            "dry run: would restore snapshot {} ({}) into {}:{}",
+            "dry run: would restore snapshot {} ({}) into {location}",
             snap.short(),
             labels.path(),
-            target.host,
-            target.port
         );
         return Ok(rep.succeed(plan, &text));
     }
     let stream = settings(&a.stream, rep, cancel);
-    let work = flows::restore(&restic, &target, &labels, &selector, &options, &stream);
-    let result = rep.step("restore", work).await?;
+    let (result, data) = match &target {
+        Resolved::Cnpg { kube, target: c } => {
+            let work = cnpg::restore(kube, &restic, c, &labels, &selector, &options, &stream);
+            let r = rep.step("restore", work).await?;
+            let data = serde_json::to_value(&r).unwrap_or_default();
+            (r.restore, data)
+        }
+        other => {
+            let r = with_target!(other, t => rep
+                .step("restore", flows::restore(&restic, t, &labels, &selector, &options, &stream))
+                .await)?;
+            let data = serde_json::to_value(&r).unwrap_or_default();
+            (r, data)
+        }
+    };
     if !result.checksum_verified {
         rep.warn("the snapshot has no recorded checksum; the stream was not verified".into());
     }
     let text = format!(
-        "restored snapshot {} into {}:{}: {} ({} user databases{})",
+        "restored snapshot {} into {location}: {} ({} user databases{})",
         &result.snapshot_id[..8.min(result.snapshot_id.len())],
-        target.host,
-        target.port,
         human_bytes(result.bytes),
         result.databases.len(),
         if result.replaced.is_empty() {
@@ -376,7 +452,7 @@ async fn restore(
             format!(", replaced {}", result.replaced.join(", "))
         }
     );
-    Ok(rep.succeed(serde_json::to_value(&result).unwrap_or_default(), &text))
+    Ok(rep.succeed(data, &text))
 }
 
 fn filter_tags(f: &FilterArgs, default_kind: Option<&str>) -> Result<Vec<(String, String)>, Error> {

@@ -116,6 +116,7 @@ pub async fn run(
         user: pg.user().to_string(),
         password_file: Some(db_pw),
     };
+    let target = hasteward_engines::standalone::HostEndpoint::prepare(&target)?;
     let labels = SnapshotLabels {
         engine: Engine::Standalone,
         cluster: "demo".into(),

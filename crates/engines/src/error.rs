@@ -54,6 +54,9 @@ pub enum Error {
     /// A process could not be started.
     #[error(transparent)]
     Exec(#[from] hasteward_exec::Error),
+    /// Kubernetes access failed.
+    #[error(transparent)]
+    Kube(#[from] hasteward_k8s::Error),
     /// Local I/O failed.
     #[error("{what} failed: {source}")]
     Io {
@@ -81,6 +84,8 @@ impl Error {
             Self::Restic(R::NoPassword | R::NoRepository | R::Setup { .. }) => ExitCode::Usage,
             Self::Restic(R::SnapshotNotFound { .. }) => ExitCode::Usage,
             Self::Exec(hasteward_exec::Error::ProgramNotFound { .. }) => ExitCode::Dependency,
+            Self::Exec(hasteward_exec::Error::Remote { .. }) => ExitCode::Dependency,
+            Self::Kube(e) if e.is_dependency() => ExitCode::Dependency,
             Self::Tagging { .. } => ExitCode::Partial,
             _ => ExitCode::Failed,
         }
@@ -99,6 +104,12 @@ impl Error {
             Self::Tagging { .. } => "snapshot.tagging_failed",
             Self::ChecksumMismatch { .. } => "snapshot.checksum_mismatch",
             Self::Exec(_) => "exec.failed",
+            Self::Kube(
+                hasteward_k8s::Error::Unreachable { .. } | hasteward_k8s::Error::Config { .. },
+            ) => "cluster.unreachable",
+            Self::Kube(hasteward_k8s::Error::NotFound { .. }) => "cluster.not_found",
+            Self::Kube(hasteward_k8s::Error::PodNotReady { .. }) => "cluster.pod_not_ready",
+            Self::Kube(_) => "cluster.api",
             Self::Io { .. } => "io",
         }
     }
@@ -108,6 +119,12 @@ impl Error {
         match self {
             Self::Restic(e) => e.is_transient(),
             Self::Database { .. } => true,
+            Self::Kube(e) => matches!(
+                e,
+                hasteward_k8s::Error::Unreachable { .. }
+                    | hasteward_k8s::Error::Conflict { .. }
+                    | hasteward_k8s::Error::PodNotReady { .. }
+            ),
             _ => false,
         }
     }

@@ -19,7 +19,7 @@ use hasteward_model::{decode_list, encode_list, SnapshotLabels, SNAPSHOT_HOST};
 use hasteward_restic::{BackupRequest, ForgetGroup, KeepPolicy, Restic, Snapshot, SnapshotFilter};
 use serde::Serialize;
 
-use crate::standalone::{Connection, Flavor, HostTarget};
+use crate::target::{list_databases, start, Target};
 use crate::{Error, Result};
 
 /// Knobs shared by every stream.
@@ -94,24 +94,21 @@ pub struct BackupResult {
     pub repository_created: bool,
 }
 
-/// Backs up a host target into the repository.
-pub async fn backup(
+/// Backs up a target into the repository.
+pub async fn backup<T: Target>(
     restic: &Restic,
-    target: &HostTarget,
+    target: &T,
     labels: &SnapshotLabels,
     settings: &StreamSettings,
 ) -> Result<BackupResult> {
     let started = Instant::now();
-    target.validate()?;
-    let flavor = Flavor::resolve(target.db_type)?;
-    let conn = Connection::prepare(target)?;
-    let mut databases = list_databases(&flavor, target, &conn).await?;
+    let listed = list_databases(target).await?;
+    let mut databases = listed.clone().unwrap_or_default();
     if let Some(one) = &labels.database {
-        if !databases.contains(one) {
+        if listed.as_ref().is_some_and(|l| !l.contains(one)) {
             return Err(Error::Usage(format!(
-                "database `{one}` does not exist on {}:{} (user databases there: {})",
-                target.host,
-                target.port,
+                "database `{one}` does not exist on {} (user databases there: {})",
+                target.location(),
                 if databases.is_empty() {
                     "none".to_string()
                 } else {
@@ -159,11 +156,17 @@ pub async fn backup(
         }
     };
     let one_database = labels.database.as_deref();
-    let mut producer = LocalRunner
-        .spawn(&flavor.dump(target, &conn, one_database))
-        .await?;
+    let mut producer = match start(target.runner(), &target.dump(one_database), true).await {
+        Ok(p) => p,
+        Err(e) => {
+            // No dump, no snapshot: restic is stopped before it sees the end of its input.
+            let _ = run.proc.signal(Signal::Interrupt);
+            let _ = run.proc.wait().await;
+            return Err(e);
+        }
+    };
     let opts = settings.pump(
-        Some(flavor.completion_marker(one_database.is_some())),
+        target.completion_marker(one_database.is_some()),
         Signal::Interrupt,
     );
     let report = match gated(&mut producer, &mut run.proc, &opts).await {
@@ -202,26 +205,6 @@ pub async fn backup(
         databases,
         repository_created: created,
     })
-}
-
-async fn list_databases(
-    flavor: &Flavor,
-    target: &HostTarget,
-    conn: &Connection,
-) -> Result<Vec<String>> {
-    let out = hasteward_exec::capture(&LocalRunner, &flavor.list_databases(target, conn)).await?;
-    if !out.outcome.success() {
-        return Err(Error::Database {
-            detail: format!("{}:{}: {}", target.host, target.port, out.outcome),
-        });
-    }
-    Ok(out
-        .stdout_text()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect())
 }
 
 /// Finds the snapshot a restore or verify should use.
@@ -306,22 +289,19 @@ pub struct RestoreResult {
     pub duration_ms: u64,
 }
 
-/// Restores a snapshot into a host target.
-pub async fn restore(
+/// Restores a snapshot into a target.
+pub async fn restore<T: Target>(
     restic: &Restic,
-    target: &HostTarget,
+    target: &T,
     labels: &SnapshotLabels,
     selector: &SnapshotSelector,
     options: &RestoreOptions,
     settings: &StreamSettings,
 ) -> Result<RestoreResult> {
     let started = Instant::now();
-    target.validate()?;
-    let flavor = Flavor::resolve(target.db_type)?;
-    let conn = Connection::prepare(target)?;
     let snap = select_snapshot(restic, labels, selector).await?;
     let in_dump = decode_list(snap.tag("databases").unwrap_or(""));
-    let existing = list_databases(&flavor, target, &conn).await?;
+    let existing = list_databases(target).await?.unwrap_or_default();
     let conflicts: Vec<String> = in_dump
         .iter()
         .filter(|d| existing.contains(d))
@@ -329,29 +309,31 @@ pub async fn restore(
         .collect();
     if !conflicts.is_empty() && !options.force {
         return Err(Error::Refused(format!(
-            "databases {} still exist on {}:{}; drop them first, or pass --force to replace them with the snapshot's copy",
+            "databases {} still exist on {}; drop them first, or pass --force to replace them with the snapshot's copy",
             conflicts.join(", "),
-            target.host,
-            target.port
+            target.location()
         )));
     }
     let expected = snap.tag("sha256").map(str::to_string);
-    let mut consumer = LocalRunner
-        .spawn(&flavor.restore_client(target, &conn))
-        .await?;
+    let mut consumer = start(
+        target.runner(),
+        &target.restore_client(options.force),
+        false,
+    )
+    .await?;
     let mut producer = LocalRunner
         .spawn(&restic.dump_command(&snap.id, &labels.path()))
         .await?;
     let mut opts = settings.pump(
-        Some(flavor.completion_marker(labels.database.is_some())),
-        flavor.client_abort(),
+        target.completion_marker(labels.database.is_some()),
+        target.client_abort(),
     );
     opts.expected_sha256 = expected.clone();
     // The producer is restic: SIGINT lets it remove its lock.
     opts.producer_stop = Signal::Interrupt;
     opts.producer_grace = Duration::from_secs(30);
-    let filter = flavor.restore_filter(target, options.force, options.restore_system_schema);
-    let report = match gated_filtered(&mut producer, &mut consumer, &opts, Some(filter)).await {
+    let filter = target.restore_filter(options.force, options.restore_system_schema);
+    let report = match gated_filtered(&mut producer, &mut consumer, &opts, filter).await {
         Ok(r) => r,
         Err(PumpError::ProducerFailed { outcome, .. }) => {
             return Err(hasteward_restic::Error::from_exit("dump", restic.repo(), outcome).into())

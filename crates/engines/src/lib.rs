@@ -8,7 +8,9 @@
 mod error;
 pub mod flows;
 pub mod linefilter;
+pub mod pod;
 pub mod secrets;
 pub mod standalone;
+pub mod target;
 
 pub use error::{Error, Result};

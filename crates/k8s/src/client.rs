@@ -35,7 +35,9 @@ pub struct Kube {
 
 impl std::fmt::Debug for Kube {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kube").field("server", &self.server).finish()
+        f.debug_struct("Kube")
+            .field("server", &self.server)
+            .finish()
     }
 }
 
@@ -122,7 +124,10 @@ impl Kube {
                 detail: format!("{action}: {} (HTTP {})", status.message, status.code),
             },
             kube::Error::Api(status) => Error::Api {
-                action: format!("{action} {} {}/{}", target.kind, target.namespace, target.name),
+                action: format!(
+                    "{action} {} {}/{}",
+                    target.kind, target.namespace, target.name
+                ),
                 message: status.message.clone(),
                 code: status.code,
             },

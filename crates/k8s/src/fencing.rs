@@ -26,8 +26,9 @@ const ATTEMPTS: u32 = 8;
 pub fn parse(value: Option<&str>) -> std::result::Result<Vec<String>, String> {
     match value.map(str::trim) {
         None | Some("") => Ok(Vec::new()),
-        Some(text) => serde_json::from_str::<Vec<String>>(text)
-            .map_err(|e| format!("`{FENCED_INSTANCES}` is not a JSON array of names ({e}): {text}")),
+        Some(text) => serde_json::from_str::<Vec<String>>(text).map_err(|e| {
+            format!("`{FENCED_INSTANCES}` is not a JSON array of names ({e}): {text}")
+        }),
     }
 }
 
@@ -151,13 +152,19 @@ pub async fn fence(
         cluster: cluster.into(),
         ..Fences::default()
     };
-    modify(kube, namespace, cluster, "fence instances", |current, existed| {
-        let (list, added) = add(current, instances);
-        out.preexisting = current.to_vec();
-        out.annotation_existed = existed;
-        out.added = added;
-        Ok((!out.added.is_empty()).then_some(Some(list)))
-    })
+    modify(
+        kube,
+        namespace,
+        cluster,
+        "fence instances",
+        |current, existed| {
+            let (list, added) = add(current, instances);
+            out.preexisting = current.to_vec();
+            out.annotation_existed = existed;
+            out.added = added;
+            Ok((!out.added.is_empty()).then_some(Some(list)))
+        },
+    )
     .await?;
     Ok(out)
 }

@@ -9,14 +9,14 @@
 mod client;
 mod error;
 pub mod fencing;
-mod pods;
 mod podrunner;
+mod pods;
 mod resources;
 mod secrets;
 
 pub use client::{connect, ClientOptions, Kube};
 pub use error::{Error, Result};
-pub use pods::{container_ready, find_ready_pod, pod_phase, require_ready};
 pub use podrunner::PodRunner;
+pub use pods::{container_ready, find_ready_pod, pod_phase, require_ready};
 pub use resources::{CnpgCluster, MariaDbCluster, SecretKeyRef};
 pub use secrets::Secret;

@@ -115,7 +115,10 @@ impl PodRunner {
             Err(_) => {
                 return Err(self.refuse(
                     spec,
-                    format!("no answer from {} within {START_TIMEOUT:?}", self.kube.server),
+                    format!(
+                        "no answer from {} within {START_TIMEOUT:?}",
+                        self.kube.server
+                    ),
                 ))
             }
         };

@@ -80,7 +80,9 @@ impl Kube {
                 kind: "secret".into(),
                 namespace: namespace.into(),
                 name: name.into(),
-                detail: format!("key `{key}` holds more than one line; a password must be one line"),
+                detail: format!(
+                    "key `{key}` holds more than one line; a password must be one line"
+                ),
             });
         }
         Ok(Secret::new(value))

@@ -9,11 +9,12 @@ pub mod postgres;
 
 use std::path::PathBuf;
 
-use hasteward_exec::{CommandSpec, Signal, StreamFilter};
+use hasteward_exec::{CommandSpec, LocalRunner, Signal, StreamFilter};
 use hasteward_model::DbType;
 
 use crate::linefilter::LineFilter;
 use crate::secrets::{read_password_file, SecretFiles};
+use crate::target::{Invocation, Target};
 use crate::{Error, Result};
 
 /// A database server reached over TCP.
@@ -221,5 +222,65 @@ impl Flavor {
                 replace_databases,
             ))),
         }
+    }
+}
+
+/// A host target with its tools resolved and credential files written: the [`Target`] the
+/// flows use for servers reached over TCP.
+#[derive(Debug)]
+pub struct HostEndpoint {
+    target: HostTarget,
+    flavor: Flavor,
+    conn: Connection,
+}
+
+impl HostEndpoint {
+    /// Validates the target, finds its tools and writes its credential files.
+    pub fn prepare(target: &HostTarget) -> Result<Self> {
+        target.validate()?;
+        Ok(Self {
+            flavor: Flavor::resolve(target.db_type)?,
+            conn: Connection::prepare(target)?,
+            target: target.clone(),
+        })
+    }
+}
+
+impl Target for HostEndpoint {
+    type Runner = LocalRunner;
+
+    fn runner(&self) -> &LocalRunner {
+        &LocalRunner
+    }
+
+    fn location(&self) -> String {
+        format!("{}:{}", self.target.host, self.target.port)
+    }
+
+    fn list_databases(&self) -> Option<Invocation> {
+        Some(self.flavor.list_databases(&self.target, &self.conn).into())
+    }
+
+    fn dump(&self, database: Option<&str>) -> Invocation {
+        self.flavor.dump(&self.target, &self.conn, database).into()
+    }
+
+    fn restore_client(&self, _replace: bool) -> Invocation {
+        self.flavor.restore_client(&self.target, &self.conn).into()
+    }
+
+    fn completion_marker(&self, one_database: bool) -> Option<&'static [u8]> {
+        Some(self.flavor.completion_marker(one_database))
+    }
+
+    fn client_abort(&self) -> Signal {
+        self.flavor.client_abort()
+    }
+
+    fn restore_filter(&self, replace: bool, include_system: bool) -> Option<Box<dyn StreamFilter>> {
+        Some(
+            self.flavor
+                .restore_filter(&self.target, replace, include_system),
+        )
     }
 }

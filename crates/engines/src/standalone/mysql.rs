@@ -51,16 +51,23 @@ fn base(program: &str, t: &HostTarget, conn: &Connection) -> CommandSpec {
         .env_remove("MYSQL_PWD")
 }
 
+/// Options of every dump: one consistent snapshot, with routines, triggers and events.
+pub const DUMP_OPTIONS: [&str; 5] = [
+    "--single-transaction",
+    "--routines",
+    "--triggers",
+    "--events",
+    "--hex-blob",
+];
+
+/// The query listing user databases.
+pub const LIST_DATABASES_SQL: &str = "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN ('mysql','information_schema','performance_schema','sys') ORDER BY 1";
+
 /// The whole-server dump.
 pub fn dump(program: &str, t: &HostTarget, conn: &Connection) -> CommandSpec {
-    base(program, t, conn).args([
-        "--all-databases",
-        "--single-transaction",
-        "--routines",
-        "--triggers",
-        "--events",
-        "--hex-blob",
-    ])
+    base(program, t, conn)
+        .arg("--all-databases")
+        .args(DUMP_OPTIONS)
 }
 
 /// The dump of one database (with its `CREATE DATABASE`).
@@ -71,14 +78,8 @@ pub fn dump_database(
     database: &str,
 ) -> CommandSpec {
     base(program, t, conn)
-        .args([
-            "--single-transaction",
-            "--routines",
-            "--triggers",
-            "--events",
-            "--hex-blob",
-            "--databases",
-        ])
+        .args(DUMP_OPTIONS)
+        .arg("--databases")
         .arg(database)
 }
 
@@ -92,12 +93,7 @@ pub fn restore_client(program: &str, t: &HostTarget, conn: &Connection) -> Comma
 
 /// The client listing user databases.
 pub fn list_databases(program: &str, t: &HostTarget, conn: &Connection) -> CommandSpec {
-    base(program, t, conn).args([
-        "--batch",
-        "--skip-column-names",
-        "-e",
-        "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN ('mysql','information_schema','performance_schema','sys') ORDER BY 1",
-    ])
+    base(program, t, conn).args(["--batch", "--skip-column-names", "-e", LIST_DATABASES_SQL])
 }
 
 /// The restore-time stream rules.

@@ -55,25 +55,25 @@ pub fn dump_database(t: &HostTarget, conn: &Connection, database: &str) -> Comma
         .env("PGDATABASE", database)
 }
 
+/// `psql` options for a restore: no psqlrc, quiet, stop at the first error.
+pub const RESTORE_OPTIONS: [&str; 7] =
+    ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-w"];
+
+/// The query listing user databases (not templates, not `postgres`).
+pub const LIST_DATABASES_SQL: &str =
+    "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY 1";
+
 /// `psql` reading a dump on stdin, stopping at the first error.
 pub fn restore_client(t: &HostTarget, conn: &Connection) -> CommandSpec {
     base("psql", t, conn)
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"])
+        .args(RESTORE_OPTIONS)
         .stdin_piped()
         .stdout_null()
 }
 
 /// `psql` listing user databases (not templates, not `postgres`).
 pub fn list_databases(t: &HostTarget, conn: &Connection) -> CommandSpec {
-    base("psql", t, conn).args([
-        "-X",
-        "-A",
-        "-t",
-        "-d",
-        "postgres",
-        "-c",
-        "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY 1",
-    ])
+    base("psql", t, conn).args(["-X", "-A", "-t", "-d", "postgres", "-c", LIST_DATABASES_SQL])
 }
 
 /// The restore-time stream rules.
