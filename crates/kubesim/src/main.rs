@@ -1,1 +1,3 @@
+//! The simulator binary (being built; see the library).
+
 fn main() {}
