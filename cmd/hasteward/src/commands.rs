@@ -259,9 +259,9 @@ async fn backup(
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
     let (labels, db) = labels(&a.set)?;
+    let restic = open_repo(cli, &a.repo).await?;
     let target = resolve_target(cli, &a.set, db, &a.host, &a.pod).await?;
     let location = target.location();
-    let restic = open_repo(cli, &a.repo).await?;
     if a.dry_run {
         let sets = backup_sets(&labels, db, &a.databases)?;
         let snapshots: Vec<serde_json::Value> = sets
@@ -369,9 +369,9 @@ async fn restore(
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
     let (labels, db) = selected_labels(&a.set, a.database.as_deref())?;
+    let restic = open_repo(cli, &a.repo).await?;
     let target = resolve_target(cli, &a.set, db, &a.host, &a.pod).await?;
     let location = target.location();
-    let restic = open_repo(cli, &a.repo).await?;
     let selector = SnapshotSelector::parse(&a.snapshot);
     let options = flows::RestoreOptions {
         force: a.force,
