@@ -10,14 +10,18 @@
 //! is test infrastructure, and a missing component must fail a test, never
 //! skip it. Run `scripts/install-deps.sh` to install the components.
 //!
-//! - [`Postgres`]: a PostgreSQL 15 cluster with scram-sha-256 over TCP.
+//! - [`Postgres`]: a PostgreSQL 15 cluster with scram-sha-256 over TCP, and
+//!   streaming replicas of it ([`Postgres::start_replica`]).
 //! - [`MariaDb`]: a single MariaDB server (wsrep off) with a TCP admin user.
+//! - [`Galera`]: an N-node MariaDB Galera cluster with a TCP `root` login.
 
+mod galera;
 mod mariadb;
 mod postgres;
 mod util;
 mod watchdog;
 
+pub use galera::Galera;
 pub use mariadb::MariaDb;
 pub use postgres::Postgres;
 

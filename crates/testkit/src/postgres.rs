@@ -4,11 +4,15 @@
 //! port and requires scram-sha-256 password auth over TCP (local socket
 //! connections are trusted). As root, `initdb` and `pg_ctl` run as the
 //! `postgres` OS user through `runuser`, because PostgreSQL refuses root.
+//!
+//! A running cluster can seed streaming replicas
+//! ([`Postgres::start_replica`]), each a [`Postgres`] of its own.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -21,6 +25,10 @@ const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 const SUPERUSER: &str = "postgres";
 /// How many times to retry with a new port when the chosen one got taken.
 const START_ATTEMPTS: usize = 3;
+/// How long a replica may take to enter recovery and to catch up.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pause between two polls of a replica.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Removes the cluster if the test process dies without `Drop`:
 /// `$1` pg_ctl, `$2` data dir, `$3` temp dir, `$4` OS user to run as or "".
@@ -46,11 +54,115 @@ pub struct Postgres {
 impl Postgres {
     /// Initializes and starts a new cluster in a private temp dir.
     ///
+    /// The cluster is ready to be the primary of streaming replicas (see
+    /// [`Postgres::start_replica`]): `wal_level = replica`, WAL senders, hot
+    /// standby, `wal_log_hints` (for `pg_rewind`) and scram-authenticated
+    /// replication connections from `127.0.0.1` for the superuser.
+    ///
     /// Panics with a clear message (and the server log tail) if PostgreSQL 15
     /// is missing or the cluster does not come up.
     pub fn start() -> Postgres {
+        let mut pg = Postgres::new_in_temp_dir();
+        pg.init();
+        pg.start_server();
+        pg
+    }
+
+    /// Takes a base backup of this (running) cluster with `pg_basebackup -R`
+    /// and starts it as a streaming replica in its own temp dir on its own
+    /// free port.
+    ///
+    /// Returns once the replica is in recovery (`pg_is_in_recovery()`),
+    /// streams from this cluster and has replayed this cluster's current WAL
+    /// position. The replica has the same superuser and password; it is read
+    /// only, and is stopped and removed on drop like any [`Postgres`].
+    ///
+    /// Panics with a clear message (and the replica's log tail) on failure.
+    pub fn start_replica(&self) -> Postgres {
+        if !self.running {
+            panic!("testkit: start_replica: the primary PostgreSQL is not running");
+        }
+        let mut replica = Postgres::new_in_temp_dir();
+        // The base backup copies the roles, so the superuser's password too.
+        replica.password = self.password.clone();
+        let root = replica.root();
+        let mut backup = replica.tool("pg_basebackup");
+        backup
+            .args([
+                "-h",
+                self.host(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+            ])
+            .arg("-D")
+            .arg(&replica.data)
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"])
+            .env("PGPASSWORD", &self.password)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .current_dir(&root);
+        run_checked(&mut backup, "pg_basebackup of the primary", None);
+        // The copied postgresql.conf still names the primary's port and socket
+        // dir; later lines win (start_server appends the port).
+        replica.append_conf(&format!(
+            "\n# hasteward-testkit replica\nunix_socket_directories = '{}'\n",
+            root.display()
+        ));
+        replica.start_server();
+        let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+        while replica.psql("postgres", "SELECT pg_is_in_recovery()") != "t" {
+            if Instant::now() > deadline {
+                panic!(
+                    "testkit: the replica on port {} is not in recovery after {CATCH_UP_TIMEOUT:?}\n\
+                     --- tail of {} ---\n{}",
+                    replica.port,
+                    replica.log.display(),
+                    log_tail(&replica.log, 40)
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        self.wait_replica_caught_up(&replica);
+        replica
+    }
+
+    /// Waits until `replica` has replayed this cluster's current WAL position
+    /// (`pg_last_wal_replay_lsn()` on the replica ≥ `pg_current_wal_lsn()`
+    /// here, read once at the call).
+    ///
+    /// Panics with both positions and the replica's log tail if that takes
+    /// longer than 60 s.
+    pub fn wait_replica_caught_up(&self, replica: &Postgres) {
+        let target = self.psql("postgres", "SELECT pg_current_wal_lsn()");
+        let check =
+            format!("SELECT coalesce(pg_last_wal_replay_lsn() >= '{target}'::pg_lsn, false)");
+        let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+        while replica.psql("postgres", &check) != "t" {
+            if Instant::now() > deadline {
+                let replayed = replica.psql(
+                    "postgres",
+                    "SELECT coalesce(pg_last_wal_replay_lsn()::text, 'none') || ' (receiver: ' || \
+                     coalesce((SELECT status FROM pg_stat_wal_receiver), 'not running') || ')'",
+                );
+                panic!(
+                    "testkit: the replica on port {} did not replay the primary's WAL position \
+                     {target} within {CATCH_UP_TIMEOUT:?}: replayed {replayed}\n\
+                     --- tail of {} ---\n{}",
+                    replica.port,
+                    replica.log.display(),
+                    log_tail(&replica.log, 40)
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// A stopped cluster handle in a new private temp dir (owned by the
+    /// `postgres` OS user as root), with its watchdog armed.
+    fn new_in_temp_dir() -> Postgres {
         let bin = PathBuf::from(BIN_DIR);
-        for tool in ["initdb", "pg_ctl", "psql"] {
+        for tool in ["initdb", "pg_ctl", "psql", "pg_basebackup"] {
             if !bin.join(tool).is_file() {
                 panic!(
                     "PostgreSQL 15 not found at {BIN_DIR} (no {tool}): run scripts/install-deps.sh"
@@ -63,7 +175,6 @@ impl Postgres {
         let root = dir.path().to_path_buf();
         let data = root.join("data");
         let log = root.join("postgres.log");
-        let password = util::password();
         let watchdog = Watchdog::spawn(
             WATCHDOG_CLEANUP,
             &[
@@ -73,24 +184,28 @@ impl Postgres {
                 run_as.clone().unwrap_or_default().into(),
             ],
         );
-        let mut pg = Postgres {
+        Postgres {
             dir: Some(dir),
             data,
             log,
             bin,
             port: 0,
-            password,
+            password: util::password(),
             run_as,
             running: false,
             watchdog,
-        };
-        pg.init(&root, owner);
-        pg.start_server();
-        pg
+        }
+    }
+
+    /// The private temp dir (parent of the data dir).
+    fn root(&self) -> PathBuf {
+        self.data.parent().unwrap_or(Path::new("/")).to_path_buf()
     }
 
     /// Runs `initdb` and writes the test settings into `postgresql.conf`.
-    fn init(&self, root: &Path, owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>) {
+    fn init(&self) {
+        let root = self.root();
+        let owner = self.run_as.as_deref().map(util::lookup_user);
         let pwfile = root.join("pwfile");
         fs::write(&pwfile, format!("{}\n", self.password))
             .unwrap_or_else(|e| panic!("testkit: cannot write {}: {e}", pwfile.display()));
@@ -109,15 +224,27 @@ impl Postgres {
             ])
             .arg(format!("--pwfile={}", pwfile.display()))
             .args(["--encoding=UTF8", "--locale=C", "--no-sync"])
-            .current_dir(root);
+            .current_dir(&root);
         run_checked(&mut initdb, "initdb", None);
         let conf = format!(
             "\n# hasteward-testkit\nlisten_addresses = '127.0.0.1'\n\
              unix_socket_directories = '{}'\nfsync = off\nmax_connections = 50\n\
-             shared_buffers = 32MB\n",
+             shared_buffers = 32MB\n\
+             wal_level = replica\nmax_wal_senders = 10\nhot_standby = on\n\
+             wal_log_hints = on\nwal_keep_size = 128MB\n",
             root.display()
         );
         self.append_conf(&conf);
+        // initdb's pg_hba.conf already has this line; keep it explicit, since
+        // start_replica depends on it.
+        let hba = self.data.join("pg_hba.conf");
+        OpenOptions::new()
+            .append(true)
+            .open(&hba)
+            .and_then(|mut f| {
+                f.write_all(b"host replication postgres 127.0.0.1/32 scram-sha-256\n")
+            })
+            .unwrap_or_else(|e| panic!("testkit: cannot append to {}: {e}", hba.display()));
     }
 
     /// Picks a free port and runs `pg_ctl start`, retrying when the port was
