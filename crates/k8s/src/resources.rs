@@ -94,6 +94,28 @@ struct GaleraSpec {
     enabled: Option<bool>,
 }
 
+/// Reads the top-level `key` (`spec`, `status`) of a dynamic object into `T`; absent is
+/// `T::default()`, malformed is an error naming the object.
+fn section<T: serde::de::DeserializeOwned + Default>(
+    obj: &DynamicObject,
+    key: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<T> {
+    obj.data
+        .get(key)
+        .map(|v| T::deserialize(v))
+        .transpose()
+        .map_err(|e| Error::Resource {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            detail: format!("unreadable {key}: {e}"),
+        })
+        .map(Option::unwrap_or_default)
+}
+
 impl Kube {
     pub(crate) async fn dynamic_get(
         &self,
@@ -119,18 +141,7 @@ impl Kube {
     /// Reads a CNPG `Cluster`.
     pub async fn cnpg_cluster(&self, namespace: &str, name: &str) -> Result<CnpgCluster> {
         let obj = self.dynamic_get(&cnpg_resource(), namespace, name).await?;
-        let status: CnpgStatus = obj
-            .data
-            .get("status")
-            .map(|s| serde_json::from_value(s.clone()))
-            .transpose()
-            .map_err(|e| Error::Resource {
-                kind: "Cluster".into(),
-                namespace: namespace.into(),
-                name: name.into(),
-                detail: format!("unreadable status: {e}"),
-            })?
-            .unwrap_or_default();
+        let status: CnpgStatus = section(&obj, "status", "Cluster", namespace, name)?;
         Ok(CnpgCluster {
             name: name.into(),
             namespace: namespace.into(),
@@ -146,18 +157,7 @@ impl Kube {
         let obj = self
             .dynamic_get(&mariadb_resource(), namespace, name)
             .await?;
-        let spec: MariaDbSpec = obj
-            .data
-            .get("spec")
-            .map(|s| serde_json::from_value(s.clone()))
-            .transpose()
-            .map_err(|e| Error::Resource {
-                kind: "MariaDB".into(),
-                namespace: namespace.into(),
-                name: name.into(),
-                detail: format!("unreadable spec: {e}"),
-            })?
-            .unwrap_or_default();
+        let spec: MariaDbSpec = section(&obj, "spec", "MariaDB", namespace, name)?;
         Ok(MariaDbCluster {
             name: name.into(),
             namespace: namespace.into(),
