@@ -43,6 +43,9 @@ pub struct CommandSpec {
     pub stdin: StdinMode,
     /// Stdout wiring.
     pub stdout: StdoutMode,
+    /// What to call the command in messages when the program itself says little (a wrapper
+    /// script run by `sh` is reported by the tool it runs).
+    pub label: Option<String>,
 }
 
 impl CommandSpec {
@@ -94,8 +97,17 @@ impl CommandSpec {
         self
     }
 
-    /// The program's file name, for messages.
+    /// Names the command in messages (see [`CommandSpec::label`]).
+    pub fn labelled(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// The label, or else the program's file name, for messages.
     pub fn name(&self) -> String {
+        if let Some(label) = &self.label {
+            return label.clone();
+        }
         std::path::Path::new(&self.program)
             .file_name()
             .unwrap_or(OsStr::new("?"))

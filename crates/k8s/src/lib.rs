@@ -7,6 +7,7 @@
 //! a hang.
 
 mod client;
+mod ended;
 mod error;
 pub mod fencing;
 mod podrunner;

@@ -133,9 +133,11 @@ impl<R: Runner> PodDatabase<R> {
         S: Into<std::ffi::OsString>,
     {
         let preamble = self.preamble();
+        let label = programs.replace(',', "|");
         let mut spec = CommandSpec::new("sh")
             .args(["-c", WRAPPER, "hasteward", self.mode(), programs])
-            .args(args);
+            .args(args)
+            .labelled(label);
         if stream_in || preamble.is_some() {
             spec = spec.stdin_piped();
         }
