@@ -6,5 +6,6 @@ mod support;
 
 mod environment;
 mod failures;
+mod kube;
 mod retention;
 mod round_trip;

@@ -104,7 +104,8 @@ impl MariaDb {
         self.root.join("my.cnf")
     }
 
-    fn socket(&self) -> PathBuf {
+    /// The server's unix socket.
+    pub fn socket(&self) -> PathBuf {
         self.root.join("mysqld.sock")
     }
 

@@ -1,0 +1,674 @@
+//! The CLI end to end against the Kubernetes API simulator (`hasteward-kubesim`), whose pods
+//! are real local servers: pod exec runs the command as a local process with the "container's"
+//! environment pointing at a testkit PostgreSQL (primary + streaming replica), a 3-node Galera
+//! cluster, a MariaDB, or the mongo tool stand-in (no real mongod exists here; see
+//! `tests/standins/mongo`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hasteward_kubesim::{PodExec, RecordedRequest, SimConfig, Simulator};
+use hasteward_testkit::{Galera, MariaDb, Postgres};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const NS: &str = "db";
+
+/// A pod with one Ready container.
+fn pod(name: &str, container: &str, labels: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": labels},
+        "spec": {"containers": [{"name": container, "image": "test"}]},
+        "status": {"phase": "Running", "containerStatuses": [
+            {"name": container, "ready": true, "restartCount": 0, "image": "test", "imageID": ""}
+        ]}
+    })
+}
+
+fn secret(name: &str, key: &str, value: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": NS},
+        "data": {key: base64(value.as_bytes())}
+    })
+}
+
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn exec(pod: &str, env: &[(&str, String)], path_prepend: Vec<PathBuf>) -> PodExec {
+    PodExec {
+        namespace: NS.into(),
+        pod: pod.into(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        path_prepend,
+        ..PodExec::default()
+    }
+}
+
+/// The exec environment of a pod backed by testkit PostgreSQL `pg` (local socket, trust).
+fn pg_pod_exec(pod: &str, pg: &Postgres) -> PodExec {
+    let socket_dir = pg.data_dir().parent().unwrap().display().to_string();
+    exec(
+        pod,
+        &[("PGHOST", socket_dir), ("PGPORT", pg.port().to_string())],
+        vec![pg.bin_dir().to_path_buf()],
+    )
+}
+
+/// The exec environment of a pod backed by the MariaDB server listening on `socket`: as in a
+/// mariadb container, the tools find the local socket through the container's own option file
+/// (`$HOME/.my.cnf`; the machine's `/etc/mysql/my.cnf` names another socket and wins over
+/// `MYSQL_UNIX_PORT`).
+fn maria_pod_exec(pod: &str, socket: &Path) -> PodExec {
+    let home = socket.parent().unwrap().join(format!("home-{pod}"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join(".my.cnf"),
+        format!("[client]\nsocket={}\n", socket.display()),
+    )
+    .unwrap();
+    exec(pod, &[("HOME", home.display().to_string())], Vec::new())
+}
+
+/// A simulator plus a kubeconfig for it.
+struct Cluster {
+    sim: Simulator,
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    fn start(objects: Vec<Value>, exec: Vec<PodExec>) -> Cluster {
+        let mut all =
+            vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})];
+        all.extend(objects);
+        let sim = Simulator::start(SimConfig { objects: all, exec }).expect("simulator starts");
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig, Some(NS)).unwrap();
+        Cluster {
+            sim,
+            _dir: dir,
+            kubeconfig,
+        }
+    }
+
+    /// `hasteward SUBCOMMAND` against this cluster and `repo`, with `target` flags.
+    fn args(&self, subcommand: &str, repo: &Repo, target: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            subcommand.to_string(),
+            "--kubeconfig".into(),
+            self.kubeconfig.display().to_string(),
+            "-n".into(),
+            NS.into(),
+        ];
+        args.extend(target.iter().map(|s| s.to_string()));
+        args.extend(repo.args());
+        args
+    }
+
+    fn exec_requests(&self) -> Vec<RecordedRequest> {
+        self.sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.exec_command.is_some())
+            .collect()
+    }
+
+    /// Fails if `secret` appears anywhere in any recorded request.
+    fn assert_never_sent(&self, secret: &str) {
+        let requests = self.sim.requests();
+        assert!(!requests.is_empty());
+        for r in &requests {
+            let text = format!(
+                "{} {} {:?} {:?} {:?}",
+                r.method, r.path, r.query, r.body, r.exec_command
+            );
+            assert!(
+                !text.contains(secret),
+                "a secret was sent to the API server: {text}"
+            );
+        }
+    }
+}
+
+fn run_ok(args: &[String]) -> String {
+    let (code, out, err) = run(args, None);
+    assert_eq!(code, 0, "hasteward {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+/// The pods an exec request ran in (`.../pods/NAME/exec`).
+fn exec_pods(requests: &[RecordedRequest]) -> Vec<String> {
+    requests
+        .iter()
+        .filter_map(|r| {
+            let rest = r.path.split("/pods/").nth(1)?;
+            Some(rest.split('/').next()?.to_string())
+        })
+        .collect()
+}
+
+fn maria_checksum(sql: impl Fn(&str) -> String) -> String {
+    sql("SELECT CONCAT(COUNT(*), ':', MD5(GROUP_CONCAT(id, '/', name, '/', price ORDER BY id SEPARATOR ','))) FROM shop.items")
+}
+
+const MARIA_SEED: &str = "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(64), price DECIMAL(10,2)); \
+    INSERT INTO shop.items SELECT seq, CONCAT('item ', seq), seq * 1.5 FROM shop.seq_1_to_3000;";
+
+const PG_SEED: &str = "CREATE TABLE items (id int PRIMARY KEY, name text, price numeric); \
+    INSERT INTO items SELECT g, 'item ' || g, g * 1.5 FROM generate_series(1, 5000) g";
+
+#[test]
+fn cnpg_round_trip_fences_replicas_and_keeps_existing_fences() {
+    let primary = Postgres::start();
+    let replica = primary.start_replica();
+    primary.psql("postgres", "CREATE DATABASE shop");
+    primary.psql("shop", PG_SEED);
+    let before = pg_checksum(&primary, "shop", "items");
+
+    let labels = |role: &str| json!({"cnpg.io/cluster": "pg", "cnpg.io/instanceRole": role});
+    let cluster = json!({
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": {"name": "pg", "namespace": NS,
+            // pg-3 was fenced by someone else (an operator investigating it) and must stay so.
+            "annotations": {"cnpg.io/fencedInstances": "[\"pg-3\"]"}},
+        "spec": {"instances": 3},
+        "status": {"currentPrimary": "pg-1", "instanceNames": ["pg-1", "pg-2", "pg-3"]}
+    });
+    let k = Cluster::start(
+        vec![
+            cluster,
+            pod("pg-1", "postgres", labels("primary")),
+            pod("pg-2", "postgres", labels("replica")),
+            pod("pg-3", "postgres", labels("replica")),
+        ],
+        vec![pg_pod_exec("pg-1", &primary), pg_pod_exec("pg-2", &replica)],
+    );
+    let repo = Repo::new();
+    let target = ["-e", "cnpg", "-c", "pg"];
+
+    let out = run_ok(&{
+        let mut a = k.args("backup", &repo, &target);
+        a.extend(["-o".to_string(), "json".into()]);
+        a
+    });
+    let env = envelope(&out);
+    assert_eq!(env["success"], true, "{out}");
+    let snaps = repo.snapshots();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["paths"][0], "/db/pg/pg_dumpall.sql");
+    let tags: Vec<String> = serde_json::from_value(snaps[0]["tags"].clone()).unwrap();
+    assert!(tags.contains(&"engine=cnpg".to_string()), "{tags:?}");
+    let pods = exec_pods(&k.exec_requests());
+    assert!(
+        !pods.is_empty() && pods.iter().all(|p| p == "pg-1"),
+        "dumped from the primary: {pods:?}"
+    );
+
+    // Damage the data, then restore over it with --force; the replica follows by streaming.
+    primary.psql("shop", "DELETE FROM items WHERE id > 100");
+    assert_ne!(pg_checksum(&primary, "shop", "items"), before);
+    k.sim.clear_requests();
+    run_ok(&{
+        let mut a = k.args("restore", &repo, &target);
+        a.push("--force".into());
+        a
+    });
+    assert_eq!(pg_checksum(&primary, "shop", "items"), before);
+    primary.wait_replica_caught_up(&replica);
+    assert_eq!(pg_checksum(&replica, "shop", "items"), before);
+
+    // The replicas were fenced for the restore: pg-2 added next to pg-3, then removed again.
+    let patches: Vec<String> = k
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/clusters/pg"))
+        .map(|r| r.body.unwrap_or_default())
+        .collect();
+    assert_eq!(patches.len(), 2, "fence and unfence: {patches:?}");
+    assert!(
+        patches[0].contains(r#"[\"pg-3\",\"pg-2\"]"#) && patches[0].contains("resourceVersion"),
+        "fence adds pg-2 next to pg-3 with a resourceVersion: {}",
+        patches[0]
+    );
+    assert!(
+        patches[1].contains(r#"[\"pg-3\"]"#),
+        "unfence removes only pg-2: {}",
+        patches[1]
+    );
+    let after = k
+        .sim
+        .get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")
+        .unwrap();
+    assert_eq!(
+        after["metadata"]["annotations"]["cnpg.io/fencedInstances"],
+        "[\"pg-3\"]"
+    );
+    // Every exec of the restore ran in the primary.
+    assert!(exec_pods(&k.exec_requests()).iter().all(|p| p == "pg-1"));
+}
+
+#[test]
+fn cnpg_restore_that_fails_unfences_and_a_fenced_primary_is_refused() {
+    let primary = Postgres::start();
+    primary.psql("postgres", "CREATE DATABASE shop");
+    primary.psql("shop", PG_SEED);
+    let cluster = json!({
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": {"name": "pg", "namespace": NS},
+        "status": {"currentPrimary": "pg-1", "instanceNames": ["pg-1", "pg-2"]}
+    });
+    let k = Cluster::start(
+        vec![
+            cluster,
+            pod("pg-1", "postgres", json!({})),
+            pod("pg-2", "postgres", json!({})),
+        ],
+        vec![pg_pod_exec("pg-1", &primary)],
+    );
+    let repo = Repo::new();
+    let target = ["-e", "cnpg", "-c", "pg"];
+    run_ok(&k.args("backup", &repo, &target));
+
+    // Without --force the restore is refused over the existing database (exit 3) — after
+    // fencing, so the fence must be gone again.
+    let (code, out, err) = run(&k.args("restore", &repo, &target), None);
+    assert_ne!(code, 0, "{out}{err}");
+    let fenced = |k: &Cluster| {
+        k.sim
+            .get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")
+            .unwrap()["metadata"]["annotations"]
+            .get("cnpg.io/fencedInstances")
+            .cloned()
+    };
+    let left = fenced(&k);
+    assert!(
+        left.is_none() || left == Some(json!("[]")),
+        "fence left behind: {left:?}"
+    );
+
+    // A fenced primary: refused with exit 3, nothing patched.
+    let mut cr = k
+        .sim
+        .get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")
+        .unwrap();
+    cr["metadata"]["annotations"] = json!({"cnpg.io/fencedInstances": "[\"pg-1\"]"});
+    k.sim.put(cr);
+    k.sim.clear_requests();
+    let mut a = k.args("restore", &repo, &target);
+    a.push("--force".into());
+    let (code, _out, err) = run(&a, None);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("fenced"), "{err}");
+    assert!(k.sim.requests().iter().all(|r| !r.is_mutation()));
+    assert!(k.exec_requests().is_empty());
+}
+
+#[test]
+fn galera_round_trip_from_a_synced_node_with_the_password_never_sent() {
+    let galera = Galera::start(3);
+    galera.sql(0, None, MARIA_SEED);
+    for i in 0..3 {
+        galera.wait_synced(i);
+    }
+    let before = maria_checksum(|q| galera.sql(2, None, q));
+    // Node 0 is desynced (as a donor would be): hasteward must pick another node.
+    galera.sql(0, None, "SET GLOBAL wsrep_desync = ON");
+    wait_for("node 0 desynced", Duration::from_secs(30), || {
+        galera.wsrep_state(0) != "Synced"
+    });
+
+    let labels = json!({"app.kubernetes.io/instance": "galera"});
+    let k = Cluster::start(
+        vec![
+            json!({
+                "apiVersion": "k8s.mariadb.com/v1alpha1", "kind": "MariaDB",
+                "metadata": {"name": "galera", "namespace": NS},
+                "spec": {"replicas": 3, "galera": {"enabled": true},
+                    "rootPasswordSecretKeyRef": {"name": "galera-root", "key": "password"}}
+            }),
+            secret("galera-root", "password", galera.password()),
+            pod("galera-0", "mariadb", labels.clone()),
+            pod("galera-1", "mariadb", labels.clone()),
+            pod("galera-2", "mariadb", labels),
+        ],
+        (0..3)
+            .map(|i| maria_pod_exec(&format!("galera-{i}"), &galera.socket(i)))
+            .collect(),
+    );
+    let repo = Repo::new();
+    let target = ["-e", "galera", "-c", "galera"];
+    run_ok(&k.args("backup", &repo, &target));
+    let pods = exec_pods(&k.exec_requests());
+    assert_eq!(
+        pods.last().map(String::as_str),
+        Some("galera-1"),
+        "{pods:?}"
+    );
+    assert_eq!(repo.snapshots().len(), 1);
+    // mariadb-operator's own accounts table is not in the dump.
+    let dump = repo.restic(&["dump", "latest", "/db/galera/mariadb-dump.sql"]);
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains("INSERT INTO `items`"));
+    for statement in ["CREATE TABLE `global_priv`", "INSERT INTO `global_priv`"] {
+        assert!(
+            !dump.contains(statement),
+            "mysql.global_priv was dumped: {statement}"
+        );
+    }
+
+    galera.sql(0, None, "SET GLOBAL wsrep_desync = OFF");
+    galera.wait_synced(0);
+    galera.sql(1, None, "DROP DATABASE shop");
+    run_ok(&k.args("restore", &repo, &target));
+    for i in 0..3 {
+        assert_eq!(
+            maria_checksum(|q| galera.sql(i, None, q)),
+            before,
+            "node {i}"
+        );
+    }
+    k.assert_never_sent(galera.password());
+}
+
+#[test]
+fn standalone_postgres_and_mariadb_in_pods_round_trip_with_secrets_from_the_api() {
+    let pg = Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE shop");
+    pg.psql("shop", PG_SEED);
+    pg.psql("postgres", "CREATE DATABASE other");
+    pg.psql(
+        "other",
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('x')",
+    );
+    let pg_before = pg_checksum(&pg, "shop", "items");
+    let maria = MariaDb::start();
+    maria.sql(None, MARIA_SEED);
+    let maria_before = maria_checksum(|q| maria.sql(None, q));
+
+    // The postgres "container" connects over TCP, so it needs the password.
+    let pg_exec = exec(
+        "pgsolo-0",
+        &[
+            ("PGHOST", "127.0.0.1".into()),
+            ("PGPORT", pg.port().to_string()),
+        ],
+        vec![pg.bin_dir().to_path_buf()],
+    );
+    let k = Cluster::start(
+        vec![
+            pod("pgsolo-0", "postgres", json!({})),
+            secret("pgsolo-auth", "password", pg.password()),
+            pod("maria-0", "mariadb", json!({})),
+            secret("maria-auth", "root-password", maria.password()),
+        ],
+        vec![pg_exec, maria_pod_exec("maria-0", &maria.socket())],
+    );
+    let repo = Repo::new();
+    let pg_target = [
+        "-e",
+        "standalone",
+        "--db-type",
+        "postgres",
+        "-c",
+        "pgsolo",
+        "--container",
+        "pgsolo-0/postgres",
+        "--secret-name",
+        "pgsolo-auth",
+        "--secret-key",
+        "password",
+        "--db-user",
+        "postgres",
+    ];
+    let maria_target = [
+        "-e",
+        "standalone",
+        "--db-type",
+        "mariadb",
+        "-c",
+        "maria",
+        "--container",
+        "maria-0",
+        "--secret-name",
+        "maria-auth",
+        "--secret-key",
+        "root-password",
+        "--db-user",
+        maria.user(),
+    ];
+
+    // Whole-server and per-database snapshots.
+    run_ok(&k.args("backup", &repo, &pg_target));
+    let mut per_db = k.args("backup", &repo, &pg_target);
+    per_db.extend(["--database".to_string(), "shop".into()]);
+    run_ok(&per_db);
+    run_ok(&k.args("backup", &repo, &maria_target));
+    let paths: Vec<String> = repo
+        .snapshots()
+        .iter()
+        .map(|s| s["paths"][0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(paths.len(), 3, "{paths:?}");
+    assert!(
+        paths.contains(&"/db/maria/mariadb-dump.sql".to_string()),
+        "{paths:?}"
+    );
+
+    // Restore only `shop` from its own snapshot: `other` is untouched.
+    pg.psql("shop", "DELETE FROM items WHERE id % 2 = 0");
+    pg.psql("other", "INSERT INTO t VALUES ('added after the backup')");
+    let mut r = k.args("restore", &repo, &pg_target);
+    r.extend(["--database".to_string(), "shop".into(), "--force".into()]);
+    run_ok(&r);
+    assert_eq!(pg_checksum(&pg, "shop", "items"), pg_before);
+    assert_eq!(pg.psql("other", "SELECT count(*) FROM t"), "2");
+
+    maria.sql(None, "DROP DATABASE shop");
+    run_ok(&k.args("restore", &repo, &maria_target));
+    assert_eq!(maria_checksum(|q| maria.sql(None, q)), maria_before);
+
+    k.assert_never_sent(pg.password());
+    k.assert_never_sent(maria.password());
+    // No password file is left behind in the "container" temp dir.
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path())
+                .map(|t| t.contains(pg.password()) || t.contains(maria.password()))
+                .unwrap_or(false)
+        })
+        .map(|e| e.path())
+        .collect();
+    assert!(leftovers.is_empty(), "credential files left: {leftovers:?}");
+}
+
+fn mongo_standins() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/standins/mongo")
+}
+
+/// Mongo through the tool stand-in (not MongoDB: no real mongod can be installed here).
+#[test]
+fn standalone_mongo_in_a_pod_round_trips_through_the_tool_standin() {
+    let data = tempfile::tempdir().unwrap();
+    let orders = data.path().join("shop").join("orders");
+    std::fs::create_dir_all(orders.parent().unwrap()).unwrap();
+    let content: String = (0..20_000).map(|i| format!("{{\"_id\":{i}}}\n")).collect();
+    std::fs::write(&orders, &content).unwrap();
+    let password = "mongo-Pw-5e1d";
+    let k = Cluster::start(
+        vec![
+            pod("mongo-0", "mongod", json!({})),
+            secret("mongo-auth", "password", password),
+        ],
+        vec![exec(
+            "mongo-0",
+            &[
+                ("MONGO_STANDIN_DATA", data.path().display().to_string()),
+                ("MONGO_STANDIN_USER", "backup".into()),
+                ("MONGO_STANDIN_PASSWORD", password.into()),
+            ],
+            vec![mongo_standins()],
+        )],
+    );
+    let repo = Repo::new();
+    let target = [
+        "-e",
+        "standalone",
+        "--db-type",
+        "mongo",
+        "-c",
+        "mongo",
+        "--container",
+        "mongo-0",
+        "--secret-name",
+        "mongo-auth",
+        "--secret-key",
+        "password",
+        "--db-user",
+        "backup",
+    ];
+    run_ok(&k.args("backup", &repo, &target));
+    let snaps = repo.snapshots();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["paths"][0], "/db/mongo/mongodump.archive");
+
+    std::fs::write(&orders, "damaged\n").unwrap();
+    let mut r = k.args("restore", &repo, &target);
+    r.push("--force".into());
+    run_ok(&r);
+    assert_eq!(std::fs::read_to_string(&orders).unwrap(), content);
+    k.assert_never_sent(password);
+}
+
+/// A pod whose dump fails (`pg_dumpall` complete output, then exit 1), or whose exec connection
+/// drops mid-stream: no snapshot, no lock, and the run ends promptly.
+#[test]
+fn failed_or_dropped_dumps_in_pods_leave_no_snapshot() {
+    let pg = Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE shop");
+    pg.psql("shop", PG_SEED);
+    let scratch = tempfile::tempdir().unwrap();
+    let failing = shim(
+        scratch.path(),
+        "pg_dumpall",
+        &format!("{REAL_PG_DUMPALL} \"$@\"; exit 1"),
+    );
+    let mut failing_exec = pg_pod_exec("pg-1", &pg);
+    failing_exec.path_prepend.insert(0, failing);
+    let cluster = json!({
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": {"name": "pg", "namespace": NS},
+        "status": {"currentPrimary": "pg-1", "instanceNames": ["pg-1"]}
+    });
+    let k = Cluster::start(
+        vec![cluster, pod("pg-1", "postgres", json!({}))],
+        vec![failing_exec],
+    );
+    let repo = Repo::new();
+    let target = ["-e", "cnpg", "-c", "pg"];
+    let (code, out, err) = run(&k.args("backup", &repo, &target), None);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("pg_dumpall"), "{err}");
+    assert!(repo.snapshots().is_empty());
+    assert_eq!(repo.locks(), 0);
+
+    // The exec connection drops after 64 KiB of a larger dump (no status frame).
+    let mut dropping = pg_pod_exec("pg-1", &pg);
+    dropping.drop_after_bytes = Some(64 * 1024);
+    k.sim.set_exec(dropping);
+    let started = Instant::now();
+    let (code, out, err) = run(&k.args("backup", &repo, &target), None);
+    let took = started.elapsed();
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("without an exit status"), "{err}");
+    assert!(repo.snapshots().is_empty());
+    assert_eq!(repo.locks(), 0);
+    // Liveness, not speed: the dropped stream ends the run, not the 30-minute stall timeout.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}
+
+#[test]
+fn unreachable_api_missing_resources_and_unready_pods_exit_4_quickly() {
+    let repo = Repo::new();
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on this port.
+    let port = hasteward_testkit::free_port();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\n\
+             users:\n- name: u\n  user: {{}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let mut args = vec![
+        "backup".to_string(),
+        "--kubeconfig".into(),
+        kubeconfig.display().to_string(),
+        "-e".into(),
+        "cnpg".into(),
+        "-c".into(),
+        "pg".into(),
+    ];
+    args.extend(repo.args());
+    let started = Instant::now();
+    let (code, out, err) = run(&args, None);
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(err.contains(&port.to_string()), "names the server: {err}");
+
+    let mut pending = pod("pg-1", "postgres", json!({}));
+    pending["status"] = json!({"phase": "Pending"});
+    let k = Cluster::start(
+        vec![
+            json!({
+                "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+                "metadata": {"name": "pg", "namespace": NS},
+                "status": {"currentPrimary": "pg-1", "instanceNames": ["pg-1"]}
+            }),
+            pending,
+        ],
+        Vec::new(),
+    );
+    for (target, expect) in [
+        (["-e", "cnpg", "-c", "missing"], "missing"),
+        (["-e", "cnpg", "-c", "pg"], "pg-1"),
+    ] {
+        let started = Instant::now();
+        let (code, out, err) = run(&k.args("backup", &repo, &target), None);
+        assert_eq!(code, 4, "{target:?}: {out}{err}");
+        assert!(err.contains(expect), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    assert!(repo.snapshots().is_empty());
+    drop(dir);
+}
