@@ -4,6 +4,8 @@
 #
 #   backup:  hasteward backup            vs  pg_dumpall | restic backup --stdin
 #   restore: hasteward restore --force   vs  restic dump | psql
+#   exec relay: hasteward -e cnpg through the API simulator's pod exec (the dump's bytes travel
+#            over the exec websocket, as through a real API server) vs hasteward on the local pipe
 #
 # Starts a throwaway PostgreSQL 15 on a free 127.0.0.1 port, fills it with pgbench, and removes
 # everything on exit. hasteward's own CPU time and peak RSS are read from /proc/<pid> of the
@@ -15,6 +17,7 @@
 #   BENCH_ROUNDS        measured rounds per phase (default 5)
 #   BENCH_SMALL_ROUNDS  hasteward backups at the small scale (default 3)
 #   BENCH_POLL          /proc polling interval in seconds (default 0.01)
+#   BENCH_EXEC_ROUNDS   rounds of the exec-relay comparison (default BENCH_ROUNDS; 0 skips it)
 #   CARGO_TARGET_DIR    honoured for the build; the binary is $CARGO_TARGET_DIR/release/hasteward
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +27,7 @@ SMALL_SCALE=${BENCH_SMALL_SCALE:-$(( SCALE / 4 > 0 ? SCALE / 4 : 1 ))}
 ROUNDS=${BENCH_ROUNDS:-5}
 SMALL_ROUNDS=${BENCH_SMALL_ROUNDS:-3}
 POLL=${BENCH_POLL:-0.01}
+EXEC_ROUNDS=${BENCH_EXEC_ROUNDS:-$ROUNDS}
 PG_BIN=/usr/lib/postgresql/15/bin
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -38,10 +42,12 @@ command -v cargo >/dev/null || die "cargo not on PATH"
 export PATH=$PG_BIN:$PATH
 
 # --- build -------------------------------------------------------------------------------------
-log "building the release binary"
-cargo build --release -p hasteward >&2
+log "building the release binaries"
+cargo build --release --locked -p hasteward -p hasteward-kubesim >&2
 HASTEWARD=$(realpath "${CARGO_TARGET_DIR:-target}")/release/hasteward
+KUBESIM=$(realpath "${CARGO_TARGET_DIR:-target}")/release/hasteward-kubesim
 [[ -x $HASTEWARD ]] || die "no binary at $HASTEWARD"
+[[ -x $KUBESIM ]] || die "no binary at $KUBESIM"
 
 # --- temp dir, cleanup ---------------------------------------------------------------------------
 TMP=$(mktemp -d /tmp/hasteward-bench.XXXXXX)
@@ -54,10 +60,12 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 PG_STARTED=0
 MEASURED_PID=
+KUBESIM_PID=
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     if [[ -n $MEASURED_PID ]]; then kill "$MEASURED_PID" 2>/dev/null || true; fi
+    if [[ -n $KUBESIM_PID ]]; then kill "$KUBESIM_PID" 2>/dev/null || true; wait "$KUBESIM_PID" 2>/dev/null || true; fi
     if [[ $PG_STARTED -eq 1 ]]; then
         "${RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
     fi
@@ -335,6 +343,78 @@ for i in $(seq 1 "$ROUNDS"); do
 done
 RAW_ERROR_TEXT=$(grep 'ERROR' "$LOGS/raw-psql.err" | head -n3 || true)
 
+# --- 5. exec relay: the same backup and restore through the API simulator's pod exec ------------
+# The simulator serves a CNPG Cluster "bench" whose primary pod's exec runs locally with PGHOST
+# pointing at this server's socket directory: the dump (pg_dumpall in "the pod") reaches
+# hasteward over the exec websocket, through kube-rs, as from a real API server. The local side
+# is the same hasteward backup/restore as above (pg_dumpall spawned directly). Alternating rounds.
+E_RELAY_WALL=() E_LOCAL_WALL=() E_RELAY_STREAM=() E_LOCAL_STREAM=() E_RELAY_CPU=() E_RELAY_RSS=()
+ER_RELAY_WALL=() ER_LOCAL_WALL=()
+RELAY_BYTES=0
+if (( EXEC_ROUNDS > 0 )); then
+    mkdir -p "$TMP/kube"
+    cat >"$TMP/kube/fixtures.yaml" <<FIXTURES
+apiVersion: v1
+kind: Namespace
+metadata: {name: bench}
+---
+apiVersion: postgresql.cnpg.io/v1
+kind: Cluster
+metadata: {name: bench, namespace: bench}
+spec: {instances: 1}
+status: {currentPrimary: bench-1, instanceNames: [bench-1]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: bench-1, namespace: bench}
+spec: {containers: [{name: postgres, image: postgres}]}
+status:
+  phase: Running
+  containerStatuses: [{name: postgres, ready: true, restartCount: 0, image: postgres, imageID: ""}]
+---
+apiVersion: kubesim.hasteward.dev/v1
+kind: PodExec
+namespace: bench
+pod: bench-1
+env: {PGHOST: "$TMP/pg", PGPORT: "$PGPORT_"}
+pathPrepend: ["$PG_BIN"]
+FIXTURES
+    "$KUBESIM" --fixtures "$TMP/kube" --kubeconfig-out "$TMP/kube/kubeconfig" >"$LOGS/kubesim.log" 2>&1 &
+    KUBESIM_PID=$!
+    for _ in $(seq 1 100); do [[ -s $TMP/kube/kubeconfig ]] && break; nap 0.1; done
+    [[ -s $TMP/kube/kubeconfig ]] || { cat "$LOGS/kubesim.log" >&2; die "the API simulator did not start"; }
+    HW_RELAY=(--kubeconfig "$TMP/kube/kubeconfig" -e cnpg -c bench -n bench
+        --repo "$REPO" --password-file "$TMP/secrets/repo.pw" -o json)
+    for i in $(seq 1 "$EXEC_ROUNDS"); do
+        quiesce
+        measure hw backup "${HW_RELAY[@]}"; check_ok "hasteward backup through the exec relay"
+        phases backup
+        E_RELAY_WALL+=("$M_WALL") E_RELAY_STREAM+=("$P_STREAM") E_RELAY_CPU+=("$M_CPU") E_RELAY_RSS+=("$M_HWM")
+        RELAY_BYTES=$(json_num bytes "$LOGS/hw.out")
+        log "round $i  relay backup      wall ${M_WALL}s stream ${P_STREAM}s cpu ${M_CPU}s peak $(mib "$M_HWM") MiB"
+        quiesce
+        measure hw backup "${HW_MAIN[@]}"; check_ok "hasteward backup (local pipe)"
+        phases backup
+        E_LOCAL_WALL+=("$M_WALL") E_LOCAL_STREAM+=("$P_STREAM")
+        log "round $i  local backup      wall ${M_WALL}s stream ${P_STREAM}s"
+    done
+    for i in $(seq 1 "$EXEC_ROUNDS"); do
+        quiesce
+        measure hw restore "${HW_RELAY[@]}" --snapshot latest --force; check_ok "hasteward restore through the exec relay"
+        check_rows "relay restore"
+        ER_RELAY_WALL+=("$M_WALL")
+        log "round $i  relay restore     wall ${M_WALL}s"
+        quiesce
+        measure hw restore "${HW_MAIN[@]}" --snapshot latest --force; check_ok "hasteward restore (local pipe)"
+        check_rows "local restore"
+        ER_LOCAL_WALL+=("$M_WALL")
+        log "round $i  local restore     wall ${M_WALL}s"
+    done
+    kill "$KUBESIM_PID" 2>/dev/null || true
+    wait "$KUBESIM_PID" 2>/dev/null || true
+    KUBESIM_PID=
+fi
+
 # --- 4. fixed cost of one restic invocation that opens the repository (key derivation + index) ---
 restic_open() { restic cat config >/dev/null 2>&1; }
 OPEN_WALL=()
@@ -365,6 +445,32 @@ rb_hw=$(busy "$rw_hw" "$(median "${R_HW_BUSY[@]}")") rb_raw=$(busy "$rw_raw" "$(
 verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "met" : "MISSED" }'; }
 flat=$(awk -v a="$b_rss" -v b="$s_rss" 'BEGIN { d = a - b; if (d < 0) d = -d; print (d <= 2 && a <= 32) ? "met" : "MISSED" }')
 
+EXEC_REPORT="exec relay: skipped (BENCH_EXEC_ROUNDS=0)"
+if (( EXEC_ROUNDS > 0 )); then
+    mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1048576 / s }'; }
+    ew_relay=$(median "${E_RELAY_WALL[@]}") ew_local=$(median "${E_LOCAL_WALL[@]}")
+    es_relay=$(median "${E_RELAY_STREAM[@]}") es_local=$(median "${E_LOCAL_STREAM[@]}")
+    erw_relay=$(median "${ER_RELAY_WALL[@]}") erw_local=$(median "${ER_LOCAL_WALL[@]}")
+    EXEC_REPORT=$(cat <<REPORT
+exec relay: $EXEC_ROUNDS alternating rounds, dump $(mib "$(( RELAY_BYTES / 1024 ))") MiB, pod exec served by hasteward-kubesim on loopback
+
+| metric (median) | through pod exec | local pipe | ratio |
+|---|---:|---:|---:|
+| backup wall time (s) | $ew_relay | $ew_local | $(ratio "$ew_relay" "$ew_local") |
+| backup stream (s) | $es_relay | $es_local | $(ratio "$es_relay" "$es_local") |
+| backup stream throughput (MiB/s) | $(mbps "$RELAY_BYTES" "$es_relay") | $(mbps "$RELAY_BYTES" "$es_local") | – |
+| backup CPU, hasteward process only (s) | $(median "${E_RELAY_CPU[@]}") | – | – |
+| backup peak RSS, hasteward process (MiB) | $(mib "$(median "${E_RELAY_RSS[@]}")") | – | – |
+| restore wall time (s) | $erw_relay | $erw_local | $(ratio "$erw_relay" "$erw_local") |
+
+    relay backup wall:  ${E_RELAY_WALL[*]}
+    local backup wall:  ${E_LOCAL_WALL[*]}
+    relay restore wall: ${ER_RELAY_WALL[*]}
+    local restore wall: ${ER_LOCAL_WALL[*]}
+REPORT
+)
+fi
+
 cat <<EOF
 
 ## hasteward benchmark
@@ -390,6 +496,8 @@ cat <<EOF
 | restore CPU, hasteward process only (s) | $r_cpu | – | – | – | |
 | restore: machine CPU busy, all processes (CPU-s, % of $NCPU cores) | $rb_hw | $rb_raw | – | – | |
 | restore peak RSS, hasteward process (MiB) | $r_rss | – | – | ≤ 32 | $(verdict "$r_rss" 32) |
+
+$EXEC_REPORT
 
 one restic invocation that opens the repository (\`restic cat config\`: key derivation + config): $open_wall s (median of 5)
 
