@@ -1,0 +1,1 @@
+//! CloudNativePG triage analysis (in progress).

@@ -1,0 +1,1 @@
+//! Galera triage analysis (in progress).
