@@ -18,6 +18,6 @@ mod secrets;
 pub use client::{connect, ClientOptions, Kube};
 pub use error::{Error, Result};
 pub use podrunner::PodRunner;
-pub use pods::{container_ready, find_ready_pod, pod_phase, require_ready};
-pub use resources::{CnpgCluster, MariaDbCluster, SecretKeyRef};
+pub use pods::{container_ready, container_restarts, find_ready_pod, pod_phase, require_ready};
+pub use resources::{CnpgCluster, Condition, MariaDbCluster, SecretKeyRef};
 pub use secrets::Secret;

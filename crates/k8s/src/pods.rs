@@ -1,8 +1,8 @@
 //! Pods, and container readiness looked up by container name (never by index: sidecars and
 //! init containers shift positions).
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, ListParams, LogParams};
 
 use crate::client::Target;
 use crate::{Error, Kube, Result};
@@ -24,6 +24,16 @@ pub fn container_ready(pod: &Pod, container: &str) -> Option<bool> {
         .iter()
         .find(|c| c.name == container)
         .map(|c| c.ready)
+}
+
+/// The restart count of the named container (0 when it has no status).
+pub fn container_restarts(pod: &Pod, container: &str) -> u32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == container))
+        .map(|c| u32::try_from(c.restart_count).unwrap_or(0))
+        .unwrap_or(0)
 }
 
 /// Checks that the pod is Running and its `container` exists and is Ready.
@@ -75,6 +85,53 @@ impl Kube {
             api.get(name),
         )
         .await
+    }
+
+    /// The last `lines` lines of a container's log (`pods/log`).
+    pub async fn pod_log_tail(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        lines: i64,
+    ) -> Result<String> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = LogParams {
+            container: Some(container.to_string()),
+            tail_lines: Some(lines),
+            ..LogParams::default()
+        };
+        self.call(
+            "read pod log",
+            Target {
+                kind: "pod",
+                namespace,
+                name: pod,
+            },
+            api.logs(pod, &params),
+        )
+        .await
+    }
+
+    /// A PersistentVolumeClaim, or `None` when it does not exist (a genuine NotFound).
+    pub async fn pvc(&self, namespace: &str, name: &str) -> Result<Option<PersistentVolumeClaim>> {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+        match self
+            .call(
+                "get pvc",
+                Target {
+                    kind: "persistentvolumeclaim",
+                    namespace,
+                    name,
+                },
+                api.get(name),
+            )
+            .await
+        {
+            Ok(pvc) => Ok(Some(pvc)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Lists pods matching a label selector, sorted by name.

@@ -40,6 +40,31 @@ pub struct CnpgCluster {
     pub current_primary: Option<String>,
     /// `status.instanceNames`.
     pub instance_names: Vec<String>,
+    /// `spec.instances`.
+    pub spec_instances: Option<i64>,
+    /// `status.phase` (`Cluster in healthy state`, …).
+    pub phase: Option<String>,
+    /// `status.readyInstances`.
+    pub ready_instances: Option<i64>,
+    /// `status.targetPrimary`.
+    pub target_primary: Option<String>,
+}
+
+/// One `status.conditions[]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `type`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Machine-readable reason.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Human message.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// A reference to one key of a Secret.
@@ -64,6 +89,12 @@ pub struct MariaDbCluster {
     pub root_password: Option<SecretKeyRef>,
     /// Whether `spec.galera.enabled` is true.
     pub galera: bool,
+    /// `spec.suspend`.
+    pub suspended: bool,
+    /// `status.conditions`.
+    pub conditions: Vec<Condition>,
+    /// `status.galeraRecovery`, as is (its shape changes between operator versions).
+    pub galera_recovery: Option<serde_json::Value>,
 }
 
 impl MariaDbCluster {
@@ -79,6 +110,22 @@ struct CnpgStatus {
     current_primary: Option<String>,
     #[serde(default)]
     instance_names: Vec<String>,
+    phase: Option<String>,
+    ready_instances: Option<i64>,
+    target_primary: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct CnpgSpec {
+    instances: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct MariaDbStatus {
+    #[serde(default)]
+    conditions: Vec<Condition>,
+    galera_recovery: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -87,6 +134,7 @@ struct MariaDbSpec {
     replicas: Option<i64>,
     root_password_secret_key_ref: Option<SecretKeyRef>,
     galera: Option<GaleraSpec>,
+    suspend: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -142,6 +190,7 @@ impl Kube {
     pub async fn cnpg_cluster(&self, namespace: &str, name: &str) -> Result<CnpgCluster> {
         let obj = self.dynamic_get(&cnpg_resource(), namespace, name).await?;
         let status: CnpgStatus = section(&obj, "status", "Cluster", namespace, name)?;
+        let spec: CnpgSpec = section(&obj, "spec", "Cluster", namespace, name)?;
         Ok(CnpgCluster {
             name: name.into(),
             namespace: namespace.into(),
@@ -149,6 +198,10 @@ impl Kube {
             annotations: obj.metadata.annotations.clone().unwrap_or_default(),
             current_primary: status.current_primary,
             instance_names: status.instance_names,
+            spec_instances: spec.instances,
+            phase: status.phase,
+            ready_instances: status.ready_instances,
+            target_primary: status.target_primary,
         })
     }
 
@@ -158,12 +211,16 @@ impl Kube {
             .dynamic_get(&mariadb_resource(), namespace, name)
             .await?;
         let spec: MariaDbSpec = section(&obj, "spec", "MariaDB", namespace, name)?;
+        let status: MariaDbStatus = section(&obj, "status", "MariaDB", namespace, name)?;
         Ok(MariaDbCluster {
             name: name.into(),
             namespace: namespace.into(),
             replicas: spec.replicas,
             root_password: spec.root_password_secret_key_ref,
             galera: spec.galera.and_then(|g| g.enabled).unwrap_or(false),
+            suspended: spec.suspend.unwrap_or(false),
+            conditions: status.conditions,
+            galera_recovery: status.galera_recovery,
         })
     }
 }

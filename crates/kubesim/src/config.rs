@@ -77,6 +77,10 @@ pub struct PodExec {
     pub env: BTreeMap<String, String>,
     /// Directories put in front of `PATH` (e.g. stand-in tools).
     pub path_prepend: Vec<PathBuf>,
+    /// Container paths mapped to local directories (`/var/lib/mysql` → a Galera node's data
+    /// dir): every argv element mentioning a container path is rewritten before the command
+    /// runs, a textual stand-in for a volume mount.
+    pub mounts: BTreeMap<String, PathBuf>,
     /// Fault injection: after relaying this many stdout bytes, kill the process
     /// and drop the websocket abruptly (no status frame, no close frame).
     pub drop_after_bytes: Option<u64>,

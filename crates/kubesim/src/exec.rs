@@ -46,6 +46,26 @@ type Tx = SplitSink<WebSocket, Message>;
 type Rx = SplitStream<WebSocket>;
 
 /// Send SIGKILL to a whole process group (ignoring "no such process").
+/// Maps container paths onto local directories by rewriting every argv element that mentions
+/// one (`/var/lib/mysql/grastate.dat` → `<dir>/grastate.dat`): a textual stand-in for a volume
+/// mount, so in-pod scripts can use the container's fixed paths. Longest prefix first.
+fn rewrite_mounts(argv: Vec<String>, mounts: &BTreeMap<String, PathBuf>) -> Vec<String> {
+    if mounts.is_empty() {
+        return argv;
+    }
+    let mut ordered: Vec<(&String, &PathBuf)> = mounts.iter().collect();
+    ordered.sort_by_key(|(container, _)| std::cmp::Reverse(container.len()));
+    argv.into_iter()
+        .map(|arg| {
+            let mut out = arg;
+            for (container, local) in &ordered {
+                out = out.replace(container.as_str(), &local.display().to_string());
+            }
+            out
+        })
+        .collect()
+}
+
 pub(crate) fn kill_group(pgid: i32) {
     use nix::sys::signal::{killpg, Signal};
     use nix::unistd::Pid;
@@ -170,6 +190,7 @@ async fn prepare(
         dirs.extend(std::env::split_paths(&base));
         Some(std::env::join_paths(dirs).map_err(|e| ApiError::internal(format!("PATH: {e}")))?)
     };
+    let argv = rewrite_mounts(argv, &config.mounts);
     let spec = ExecSpec {
         argv,
         env: config.env.clone(),
@@ -488,5 +509,30 @@ async fn pump_input(rx: &mut Rx, mut stdin: Option<ChildStdin>) {
             Ok(Message::Close(_)) | Err(_) => return,
             Ok(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod mount_tests {
+    use super::*;
+
+    #[test]
+    fn container_paths_are_rewritten_longest_first() {
+        let mounts = BTreeMap::from([
+            ("/var/lib/mysql".to_string(), PathBuf::from("/tmp/n1")),
+            (
+                "/var/lib/mysql/sub".to_string(),
+                PathBuf::from("/tmp/other"),
+            ),
+        ]);
+        let argv = vec![
+            "sh".to_string(),
+            "-c".into(),
+            "cat /var/lib/mysql/grastate.dat /var/lib/mysql/sub/x".into(),
+        ];
+        assert_eq!(
+            rewrite_mounts(argv, &mounts)[2],
+            "cat /tmp/n1/grastate.dat /tmp/other/x"
+        );
     }
 }
