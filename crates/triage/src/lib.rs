@@ -15,6 +15,8 @@ pub mod cnpg;
 pub mod galera;
 mod input;
 mod report;
+mod text;
 
 pub use input::*;
 pub use report::*;
+pub use text::render_text;
