@@ -9,3 +9,4 @@ mod failures;
 mod kube;
 mod retention;
 mod round_trip;
+mod triage;

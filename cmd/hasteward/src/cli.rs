@@ -59,6 +59,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Re-read a snapshot and compare it with its recorded checksum.
     Verify(VerifyArgs),
+    /// Read-only diagnosis of a CNPG or Galera cluster: facts, authority, verdict, advice.
+    Triage(TriageArgs),
     /// Run backup → snapshots → verify → restore on a throwaway local PostgreSQL and repository.
     Demo(DemoArgs),
 }
@@ -76,6 +78,40 @@ pub enum EngineArg {
     Vault,
     /// VictoriaMetrics vmbackup.
     Vmbackup,
+}
+
+/// `triage`.
+#[derive(Debug, Args)]
+pub struct TriageArgs {
+    /// Engine: `cnpg` or `galera`.
+    #[arg(short = 'e', long, value_enum, env = "HASTEWARD_ENGINE")]
+    pub engine: EngineArg,
+    /// The cluster: the CNPG `Cluster` or the `MariaDB` resource.
+    #[arg(short = 'c', long, env = "HASTEWARD_CLUSTER")]
+    pub cluster: String,
+    /// Namespace of the cluster.
+    #[arg(
+        short = 'n',
+        long,
+        default_value = "default",
+        env = "HASTEWARD_NAMESPACE"
+    )]
+    pub namespace: String,
+    /// Exit 1 when the verdict is at least this bad (healthy < unhealthy < undeterminable <
+    /// diverged); without it triage exits 0 whatever it finds.
+    #[arg(long, value_enum, env = "HASTEWARD_FAIL_ON")]
+    pub fail_on: Option<FailOn>,
+}
+
+/// `--fail-on` thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Anything that is not healthy.
+    Unhealthy,
+    /// An authority that cannot be proven, or diverged histories.
+    Undeterminable,
+    /// Diverged histories (split brain) only.
+    Diverged,
 }
 
 /// The repository.

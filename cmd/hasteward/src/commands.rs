@@ -50,6 +50,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Snapshots(_) => "snapshots",
         Command::Prune(_) => "prune",
         Command::Verify(_) => "verify",
+        Command::Triage(_) => "triage",
         Command::Demo(_) => "demo",
     };
     let mut rep = Reporter::new(cli.output, name);
@@ -59,6 +60,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Snapshots(a) => snapshots(&cli, a, &mut rep).await,
         Command::Prune(a) => prune(&cli, a, &mut rep).await,
         Command::Verify(a) => verify(&cli, a, &mut rep, &cancel).await,
+        Command::Triage(a) => crate::triage::run(&cli, a, &mut rep).await,
         Command::Demo(a) => crate::demo::run(&cli, a, &mut rep, &cancel).await,
     };
     match result {

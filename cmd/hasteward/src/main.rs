@@ -5,6 +5,7 @@ mod commands;
 mod demo;
 mod output;
 mod targets;
+mod triage;
 
 use std::ffi::OsString;
 

@@ -49,7 +49,7 @@ impl Resolved {
     }
 }
 
-async fn kube(cli: &Cli) -> Result<Kube, Error> {
+pub(crate) async fn kube(cli: &Cli) -> Result<Kube, Error> {
     Ok(connect(&ClientOptions {
         kubeconfig: cli.kubeconfig.clone(),
         context: cli.context.clone(),

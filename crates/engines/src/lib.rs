@@ -12,5 +12,6 @@ pub mod pod;
 pub mod secrets;
 pub mod standalone;
 pub mod target;
+pub mod triage;
 
 pub use error::{Error, Result};

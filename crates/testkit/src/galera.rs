@@ -320,6 +320,14 @@ impl Galera {
         self.reap_node(i);
     }
 
+    /// Kills node `i` (SIGKILL, a crash): its `grastate.dat` keeps `seqno: -1`, and when it was
+    /// one of two survivors, the other loses quorum (non-Primary).
+    pub fn kill_node(&mut self, i: usize) {
+        self.node(i);
+        self.signal_node(i, Signal::SIGKILL);
+        self.reap_node(i);
+    }
+
     /// Starts the stopped node `i` again and waits until it is `Synced`; it
     /// rejoins the running nodes (by IST when their gcache still has the
     /// missing writes, else by SST). Its ports stay the same unless one was

@@ -79,6 +79,17 @@ impl Postgres {
     ///
     /// Panics with a clear message (and the replica's log tail) on failure.
     pub fn start_replica(&self) -> Postgres {
+        self.start_replica_as(None)
+    }
+
+    /// [`Postgres::start_replica`], with `cluster_name` set to `name`: the replica's WAL receiver
+    /// then reports `name` as its `application_name` in the primary's `pg_stat_replication`, as
+    /// CloudNativePG instances do.
+    pub fn start_replica_named(&self, name: &str) -> Postgres {
+        self.start_replica_as(Some(name))
+    }
+
+    fn start_replica_as(&self, name: Option<&str>) -> Postgres {
         if !self.running {
             panic!("testkit: start_replica: the primary PostgreSQL is not running");
         }
@@ -109,6 +120,9 @@ impl Postgres {
             "\n# hasteward-testkit replica\nunix_socket_directories = '{}'\n",
             root.display()
         ));
+        if let Some(name) = name {
+            replica.append_conf(&format!("cluster_name = '{name}'\n"));
+        }
         replica.start_server();
         let deadline = Instant::now() + CATCH_UP_TIMEOUT;
         while replica.psql("postgres", "SELECT pg_is_in_recovery()") != "t" {
@@ -297,6 +311,17 @@ impl Postgres {
     /// this process is root.
     fn tool(&self, name: &str) -> Command {
         command_as(self.run_as.as_deref(), &self.bin.join(name))
+    }
+
+    /// Promotes this (replica) server to a primary on a new timeline (`pg_ctl promote -w`).
+    pub fn promote(&self) {
+        let mut promote = self.tool("pg_ctl");
+        promote
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-w", "-t", "60", "promote"])
+            .current_dir(self.root());
+        run_checked(&mut promote, "pg_ctl promote", None);
     }
 
     /// Host to connect to: always `127.0.0.1`.

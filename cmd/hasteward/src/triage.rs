@@ -1,0 +1,89 @@
+//! `hasteward triage`: collect (read-only), analyze (pure), report.
+
+use hasteward_engines::triage::{cnpg, galera};
+use hasteward_engines::Error;
+use hasteward_model::ExitCode;
+use hasteward_triage::Verdict;
+
+use crate::cli::{Cli, EngineArg, FailOn, TriageArgs};
+use crate::commands::usage;
+use crate::output::Reporter;
+
+/// Runs a triage and prints the report.
+pub async fn run(cli: &Cli, a: &TriageArgs, rep: &mut Reporter) -> Result<ExitCode, Error> {
+    hasteward_model::validate_name("cluster (-c)", &a.cluster).map_err(usage)?;
+    hasteward_model::validate_name("namespace (-n)", &a.namespace).map_err(usage)?;
+    let kube = crate::targets::kube(cli).await?;
+    let report = match a.engine {
+        EngineArg::Cnpg => {
+            let input = rep
+                .step("collect", cnpg::collect(&kube, &a.namespace, &a.cluster))
+                .await?;
+            hasteward_triage::cnpg::analyze(&input)
+        }
+        EngineArg::Galera => {
+            let input = rep
+                .step("collect", galera::collect(&kube, &a.namespace, &a.cluster))
+                .await?;
+            hasteward_triage::galera::analyze(&input)
+        }
+        other => {
+            return Err(usage(format!(
+                "triage supports -e cnpg and -e galera, not {other:?} (standalone databases have no replicas to arbitrate)"
+            )))
+        }
+    };
+    let text = hasteward_triage::render_text(&report);
+    let data = serde_json::to_value(&report).unwrap_or_default();
+    match a.fail_on {
+        Some(threshold) if fails(report.verdict, threshold) => {
+            rep.human(&text);
+            Ok(rep.fail(
+                ExitCode::Failed,
+                &format!("triage.{}", report.verdict.as_str()),
+                &format!(
+                    "verdict {} (--fail-on {})",
+                    report.verdict.as_str(),
+                    threshold_name(threshold)
+                ),
+                false,
+                data,
+            ))
+        }
+        _ => Ok(rep.succeed(data, &text)),
+    }
+}
+
+fn threshold_name(t: FailOn) -> &'static str {
+    match t {
+        FailOn::Unhealthy => "unhealthy",
+        FailOn::Undeterminable => "undeterminable",
+        FailOn::Diverged => "diverged",
+    }
+}
+
+/// Whether `verdict` is at least as bad as `threshold`.
+fn fails(verdict: Verdict, threshold: FailOn) -> bool {
+    let floor = match threshold {
+        FailOn::Unhealthy => Verdict::Unhealthy,
+        FailOn::Undeterminable => Verdict::Undeterminable,
+        FailOn::Diverged => Verdict::Diverged,
+    };
+    verdict >= floor
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_on_thresholds() {
+        assert!(!fails(Verdict::Healthy, FailOn::Unhealthy));
+        assert!(fails(Verdict::Unhealthy, FailOn::Unhealthy));
+        assert!(fails(Verdict::Diverged, FailOn::Unhealthy));
+        assert!(!fails(Verdict::Unhealthy, FailOn::Undeterminable));
+        assert!(fails(Verdict::Undeterminable, FailOn::Undeterminable));
+        assert!(!fails(Verdict::Undeterminable, FailOn::Diverged));
+        assert!(fails(Verdict::Diverged, FailOn::Diverged));
+    }
+}

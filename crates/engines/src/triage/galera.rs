@@ -1,0 +1,165 @@
+//! Galera (mariadb-operator) collection: the `MariaDB` CR, its pods and `storage-<pod>` PVCs,
+//! and per running node `grastate.dat`, the `wsrep_%` status and disk usage, in the `mariadb`
+//! container. The root password comes from the CR's Secret and reaches the container on the
+//! exec's stdin (see [`crate::pod`]), never in argv.
+//!
+//! Nodes that are down cannot be read without running something next to their volume
+//! (`mariadbd --wsrep-recover`); triage leaves them unread unless that is allowed, so the
+//! analysis refuses to name an authority it cannot prove.
+
+use futures::future::join_all;
+use hasteward_exec::CommandSpec;
+use hasteward_k8s::{Kube, PodRunner};
+use hasteward_model::DbType;
+use hasteward_triage::galera::{self as analysis, ClusterView, Condition, GaleraInput, NodeInput};
+use hasteward_triage::{Observed, PodView};
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{observe, pod_view};
+use crate::pod::{PodAuth, PodDatabase};
+use crate::target::Target;
+use crate::Result;
+
+/// The container mariadb-operator runs MariaDB in.
+const CONTAINER: &str = "mariadb";
+/// Log lines read from a node whose wsrep status cannot be read.
+const LOG_LINES: i64 = 200;
+
+/// Reads everything triage needs about the `MariaDB` cluster `namespace/name`. Only fails when
+/// the CR itself cannot be read; a root password that cannot be read leaves the wsrep status of
+/// every node unread.
+pub async fn collect(kube: &Kube, namespace: &str, name: &str) -> Result<GaleraInput> {
+    let cr = kube.mariadb(namespace, name).await?;
+    let pods = kube.pods(namespace, &cr.pod_selector()).await?;
+    let password = match &cr.root_password {
+        Some(r) => kube
+            .secret_value(namespace, &r.name, &r.key)
+            .await
+            .map_err(|e| e.to_string()),
+        None => Err("the MariaDB CR has no spec.rootPasswordSecretKeyRef".to_string()),
+    };
+    let replicas = cr.replicas.unwrap_or(0).max(0) as u32;
+    let mut expected: Vec<String> = (0..replicas).map(|i| format!("{name}-{i}")).collect();
+    for pod in &pods {
+        if let Some(n) = &pod.metadata.name {
+            if !expected.contains(n) {
+                expected.push(n.clone());
+            }
+        }
+    }
+    let find = |node: &str| {
+        pods.iter()
+            .find(|p| p.metadata.name.as_deref() == Some(node))
+    };
+    let nodes = join_all(expected.iter().map(|node| {
+        let password = password.as_ref().map(|p| p.expose().to_string());
+        collect_node(kube, namespace, node, find(node), password)
+    }))
+    .await;
+    Ok(GaleraInput {
+        cluster: ClusterView {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            replicas,
+            conditions: cr
+                .conditions
+                .iter()
+                .map(|c| Condition {
+                    kind: c.type_.clone(),
+                    status: c.status.clone(),
+                    reason: c.reason.clone().unwrap_or_default(),
+                    message: c.message.clone().unwrap_or_default(),
+                })
+                .collect(),
+            suspended: cr.suspended,
+            galera_recovery: cr.galera_recovery.clone(),
+        },
+        nodes,
+    })
+}
+
+async fn collect_node(
+    kube: &Kube,
+    namespace: &str,
+    name: &str,
+    pod: Option<&Pod>,
+    password: std::result::Result<String, &String>,
+) -> NodeInput {
+    let view = pod.map(|p| pod_view(p, CONTAINER));
+    let volume = super::volume_state(kube.pvc(namespace, &format!("storage-{name}")).await);
+    let not_running = Observed::NotAttempted(match &view {
+        None => "no pod".into(),
+        Some(v) => format!("pod is {}", v.phase),
+    });
+    let mut input = NodeInput {
+        name: name.to_string(),
+        pod: view.clone(),
+        volume,
+        grastate: not_running.clone(),
+        wsrep: not_running.clone(),
+        recovered: Observed::NotAttempted(
+            "recovering positions (mariadbd --wsrep-recover) was not requested".into(),
+        ),
+        log_hint: None,
+        df: not_running,
+    };
+    let Some(_) = view.as_ref().filter(|v| PodView::is_running(v)) else {
+        return input;
+    };
+    let runner = PodRunner::new(kube, namespace, name, CONTAINER);
+    let wsrep = async {
+        match &password {
+            Ok(pw) => {
+                let db = PodDatabase::new(
+                    runner.clone(),
+                    runner.location(),
+                    DbType::Mariadb,
+                    "root",
+                    PodAuth::Password(pw.clone()),
+                );
+                let inv = db.mysql_query(analysis::WSREP_STATUS_SQL);
+                observe_invocation(db.runner(), &inv).await
+            }
+            Err(e) => Observed::NotAttempted(format!("no root password: {e}")),
+        }
+    };
+    let (grastate, df, wsrep) = futures::join!(
+        observe(&runner, argv(&analysis::GRASTATE_COMMAND)),
+        observe(&runner, argv(&analysis::DF_COMMAND)),
+        wsrep,
+    );
+    if wsrep.output().is_none() {
+        input.log_hint = kube
+            .pod_log_tail(namespace, name, CONTAINER, LOG_LINES)
+            .await
+            .ok();
+    }
+    input.grastate = grastate;
+    input.df = df;
+    input.wsrep = wsrep;
+    input
+}
+
+fn argv(parts: &[&str]) -> CommandSpec {
+    CommandSpec::new(parts[0]).args(&parts[1..])
+}
+
+/// Like [`super::observe`], for an invocation with a credential preamble.
+async fn observe_invocation<R: hasteward_exec::Runner>(
+    runner: &R,
+    inv: &crate::target::Invocation,
+) -> Observed {
+    match tokio::time::timeout(
+        super::EXEC_DEADLINE,
+        crate::target::capture(runner, inv, "wsrep status"),
+    )
+    .await
+    {
+        Err(_) => Observed::Failed(format!(
+            "the wsrep status query did not finish within {:?}",
+            super::EXEC_DEADLINE
+        )),
+        Ok(Err(e)) => Observed::Failed(e.to_string()),
+        Ok(Ok(out)) => Observed::Output(out),
+    }
+}

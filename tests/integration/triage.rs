@@ -1,0 +1,457 @@
+//! Triage scenarios built on real servers: testkit PostgreSQL (primary, streaming replicas,
+//! promotions) and a 3-node Galera cluster, put into each state for real, then read by
+//! `hasteward triage` through the API simulator (each pod's exec runs against its server; the
+//! container's fixed data paths are mapped with kubesim `mounts`). The verdict, the authority and
+//! the per-instance states come from the JSON envelope; every run must send no mutation.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hasteward_kubesim::{PodExec, SimConfig, Simulator};
+use hasteward_testkit::{Galera, Postgres};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const NS: &str = "db";
+const PGDATA: &str = "/var/lib/postgresql/data/pgdata";
+
+fn pod(name: &str, container: &str, labels: Value, ready: bool) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": labels},
+        "spec": {"containers": [{"name": container, "image": "test"}], "nodeName": "node-a"},
+        "status": {"phase": "Running", "containerStatuses": [
+            {"name": container, "ready": ready, "restartCount": if ready { 0 } else { 7 },
+             "image": "test", "imageID": ""}
+        ]}
+    })
+}
+
+fn pvc(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}}
+    })
+}
+
+/// The exec environment of a CNPG instance pod backed by `pg`.
+fn pg_exec(pod: &str, pg: &Postgres) -> PodExec {
+    PodExec {
+        namespace: NS.into(),
+        pod: pod.into(),
+        env: [
+            (
+                "PGHOST".to_string(),
+                pg.data_dir().parent().unwrap().display().to_string(),
+            ),
+            ("PGPORT".to_string(), pg.port().to_string()),
+        ]
+        .into(),
+        path_prepend: vec![pg.bin_dir().to_path_buf()],
+        mounts: [(PGDATA.to_string(), pg.data_dir().to_path_buf())].into(),
+        ..PodExec::default()
+    }
+}
+
+/// A simulator for CNPG cluster `pg` with `instances` (name, server, ready) and `primary`.
+fn cnpg_sim(primary: &str, instances: &[(&str, &Postgres)]) -> (Simulator, tempfile::TempDir) {
+    let names: Vec<&str> = instances.iter().map(|(n, _)| *n).collect();
+    let mut objects = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+        json!({
+            "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+            "metadata": {"name": "pg", "namespace": NS},
+            "spec": {"instances": names.len()},
+            "status": {"phase": "Cluster in healthy state", "currentPrimary": primary,
+                "targetPrimary": primary, "instanceNames": names,
+                "readyInstances": names.len()}
+        }),
+    ];
+    let mut exec = Vec::new();
+    for (name, server) in instances {
+        objects.push(pod(
+            name,
+            "postgres",
+            json!({"cnpg.io/cluster": "pg"}),
+            true,
+        ));
+        objects.push(pvc(name));
+        exec.push(pg_exec(name, server));
+    }
+    start_sim(objects, exec)
+}
+
+fn start_sim(objects: Vec<Value>, exec: Vec<PodExec>) -> (Simulator, tempfile::TempDir) {
+    let sim = Simulator::start(SimConfig { objects, exec }).expect("simulator starts");
+    let dir = tempfile::tempdir().unwrap();
+    sim.write_kubeconfig(&dir.path().join("kubeconfig"), Some(NS))
+        .unwrap();
+    (sim, dir)
+}
+
+/// Runs `hasteward triage -o json`; returns the report (`data`) and how long it took. Asserts
+/// exit 0 and that no mutating request reached the API.
+fn triage(sim: &Simulator, dir: &Path, engine: &str, cluster: &str) -> (Value, Duration) {
+    sim.clear_requests();
+    let args: Vec<String> = [
+        "triage",
+        "--kubeconfig",
+        &dir.join("kubeconfig").display().to_string(),
+        "-e",
+        engine,
+        "-c",
+        cluster,
+        "-n",
+        NS,
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let started = Instant::now();
+    let (code, out, err) = run(&args, None);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "triage failed:\n{out}\n{err}");
+    let mutations: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.is_mutation())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(mutations.is_empty(), "triage mutated: {mutations:?}");
+    (envelope(&out)["data"].clone(), took)
+}
+
+fn state_of<'a>(report: &'a Value, instance: &str) -> &'a str {
+    report["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == instance)
+        .unwrap_or_else(|| panic!("no instance {instance} in {report:#}"))["state"]
+        .as_str()
+        .unwrap()
+}
+
+fn summary(report: &Value) -> String {
+    serde_json::to_string_pretty(&json!({
+        "verdict": report["verdict"], "authority": report["authority"],
+        "instances": report["instances"], "diagnoses": report["diagnoses"],
+    }))
+    .unwrap()
+}
+
+#[test]
+fn cnpg_healthy_then_lagging_replica() {
+    let p = Postgres::start();
+    let r2 = p.start_replica_named("pg-2");
+    let r3 = p.start_replica_named("pg-3");
+    p.psql(
+        "postgres",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
+    );
+    p.wait_replica_caught_up(&r2);
+    p.wait_replica_caught_up(&r3);
+    let (sim, dir) = cnpg_sim("pg-1", &[("pg-1", &p), ("pg-2", &r2), ("pg-3", &r3)]);
+
+    let (report, took) = triage(&sim, dir.path(), "cnpg", "pg");
+    let s = summary(&report);
+    assert_eq!(report["verdict"], "healthy", "{s}");
+    assert_eq!(report["authority"]["outcome"], "provable", "{s}");
+    assert_eq!(report["authority"]["leader"], "pg-1", "{s}");
+    assert_eq!(report["safeToHeal"], true);
+    for i in ["pg-1", "pg-2", "pg-3"] {
+        assert_eq!(state_of(&report, i), "healthy", "{i}: {s}");
+    }
+    let ordinals: Vec<Value> = report["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["ordinal"].clone())
+        .collect();
+    assert_eq!(ordinals, [json!(1), json!(2), json!(3)]);
+    eprintln!("triage of 3 CNPG instances through the simulator: {took:?}");
+
+    // pg-3 stops replaying while the primary writes: it lags, still streaming.
+    r3.psql("postgres", "SELECT pg_wal_replay_pause()");
+    p.psql(
+        "postgres",
+        "INSERT INTO t SELECT g FROM generate_series(1, 1000000) g",
+    );
+    p.wait_replica_caught_up(&r2);
+    let (report, _) = triage(&sim, dir.path(), "cnpg", "pg");
+    let s = summary(&report);
+    assert_eq!(state_of(&report, "pg-3"), "lagging", "{s}");
+    assert_eq!(state_of(&report, "pg-2"), "healthy", "{s}");
+    assert_eq!(report["authority"]["leader"], "pg-1", "{s}");
+    assert_ne!(report["verdict"], "diverged", "{s}");
+}
+
+#[test]
+fn cnpg_replica_left_on_the_old_timeline_after_a_failover_needs_reseed() {
+    let mut p = Postgres::start();
+    let r2 = p.start_replica_named("pg-2");
+    let r3 = p.start_replica_named("pg-3");
+    p.psql(
+        "postgres",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
+    );
+    p.wait_replica_caught_up(&r2);
+    p.wait_replica_caught_up(&r3);
+    // The primary dies; pg-2 is promoted (timeline 2) and written to. pg-3 still points at the
+    // dead primary and stays on timeline 1. CNPG removed pg-1 (no pod, no PVC).
+    r3.psql("postgres", "SELECT pg_wal_replay_pause()");
+    p.stop();
+    r2.promote();
+    r2.psql(
+        "postgres",
+        "INSERT INTO t SELECT g FROM generate_series(1, 1000) g",
+    );
+    r2.psql("postgres", "CHECKPOINT");
+    let (sim, dir) = cnpg_sim("pg-2", &[("pg-2", &r2), ("pg-3", &r3)]);
+
+    let (report, _) = triage(&sim, dir.path(), "cnpg", "pg");
+    let s = summary(&report);
+    assert_eq!(report["authority"]["outcome"], "provable", "{s}");
+    assert_eq!(report["authority"]["leader"], "pg-2", "{s}");
+    assert_eq!(state_of(&report, "pg-2"), "healthy", "{s}");
+    assert_eq!(state_of(&report, "pg-3"), "needs-reseed", "{s}");
+    assert_eq!(report["verdict"], "unhealthy", "{s}");
+    let next = report["nextCommand"].as_str().unwrap_or_default();
+    assert!(next.contains("--instance pg-3"), "{s}\nnext: {next}");
+}
+
+#[test]
+fn cnpg_two_primaries_that_both_wrote_are_diverged_and_no_leader_is_named() {
+    let p = Postgres::start();
+    let r2 = p.start_replica_named("pg-2");
+    p.psql(
+        "postgres",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
+    );
+    p.wait_replica_caught_up(&r2);
+    // A split: pg-2 is promoted while pg-1 keeps running; both take writes.
+    r2.promote();
+    r2.psql(
+        "postgres",
+        "INSERT INTO t SELECT g FROM generate_series(1, 5000) g",
+    );
+    p.psql(
+        "postgres",
+        "INSERT INTO t SELECT g FROM generate_series(1, 5000) g",
+    );
+    r2.psql("postgres", "CHECKPOINT");
+    p.psql("postgres", "CHECKPOINT");
+    let (sim, dir) = cnpg_sim("pg-1", &[("pg-1", &p), ("pg-2", &r2)]);
+
+    let (report, _) = triage(&sim, dir.path(), "cnpg", "pg");
+    let s = summary(&report);
+    assert_eq!(report["verdict"], "diverged", "{s}");
+    assert_eq!(report["authority"]["outcome"], "diverged", "{s}");
+    assert_eq!(report["safeToHeal"], false, "{s}");
+    assert!(report["authority"].get("leader").is_none(), "{s}");
+}
+
+#[test]
+fn cnpg_an_instance_that_cannot_be_read_blocks_the_authority() {
+    let p = Postgres::start();
+    let r2 = p.start_replica_named("pg-2");
+    let (sim, dir) = cnpg_sim("pg-1", &[("pg-1", &p), ("pg-2", &r2)]);
+    // pg-2's pod is Pending but its volume is Bound: it may hold data nobody read.
+    let mut pending = sim.get("v1", "pods", Some(NS), "pg-2").unwrap();
+    pending["status"] = json!({"phase": "Pending"});
+    sim.put(pending);
+
+    let (report, _) = triage(&sim, dir.path(), "cnpg", "pg");
+    let s = summary(&report);
+    assert_eq!(report["verdict"], "undeterminable", "{s}");
+    assert_eq!(report["safeToHeal"], false, "{s}");
+    assert_eq!(state_of(&report, "pg-2"), "unknown", "{s}");
+}
+
+/// A simulator for Galera cluster `galera` over `g`; `ready[i]` = node i's container is Ready.
+fn galera_sim(g: &Galera, ready: &[bool]) -> (Simulator, tempfile::TempDir) {
+    let labels = json!({"app.kubernetes.io/instance": "galera"});
+    let mut objects = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+        json!({
+            "apiVersion": "k8s.mariadb.com/v1alpha1", "kind": "MariaDB",
+            "metadata": {"name": "galera", "namespace": NS},
+            "spec": {"replicas": ready.len(), "galera": {"enabled": true},
+                "rootPasswordSecretKeyRef": {"name": "galera-root", "key": "password"}},
+            "status": {"conditions": [
+                {"type": "Ready", "status": "True", "reason": "StatefulSetReady", "message": "Running"},
+                {"type": "GaleraReady", "status": "True", "reason": "GaleraReady", "message": "Galera ready"}
+            ]}
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "galera-root", "namespace": NS},
+            "data": {"password": b64(g.password())}
+        }),
+    ];
+    let mut exec = Vec::new();
+    for (i, ready) in ready.iter().enumerate() {
+        let name = format!("galera-{i}");
+        objects.push(pod(&name, "mariadb", labels.clone(), *ready));
+        objects.push(pvc(&format!("storage-{name}")));
+        let home = g.socket(i).parent().unwrap().join(format!("home-{name}"));
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(
+            home.join(".my.cnf"),
+            format!("[client]\nsocket={}\n", g.socket(i).display()),
+        )
+        .unwrap();
+        exec.push(PodExec {
+            namespace: NS.into(),
+            pod: name,
+            env: [("HOME".to_string(), home.display().to_string())].into(),
+            mounts: [("/var/lib/mysql".to_string(), g.data_dir(i))].into(),
+            ..PodExec::default()
+        });
+    }
+    start_sim(objects, exec)
+}
+
+fn b64(s: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let d = s.as_bytes();
+    let mut out = String::new();
+    for c in d.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                A[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn galera_healthy_then_a_crashed_node_then_a_lone_non_primary_survivor() {
+    let mut g = Galera::start(3);
+    g.sql(0, None, "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1), (2)");
+    for i in 0..3 {
+        g.wait_synced(i);
+    }
+    let (sim, dir) = galera_sim(&g, &[true, true, true]);
+    let (report, took) = triage(&sim, dir.path(), "galera", "galera");
+    let s = summary(&report);
+    assert_eq!(report["verdict"], "healthy", "{s}");
+    assert_eq!(report["authority"]["outcome"], "provable", "{s}");
+    for i in 0..3 {
+        assert_eq!(state_of(&report, &format!("galera-{i}")), "healthy", "{s}");
+    }
+    eprintln!("triage of 3 Galera nodes through the simulator: {took:?}");
+    k_secret_never_sent(&sim, g.password());
+
+    // Node 2 crashes (kill -9): its container crash-loops; grastate says seqno -1. The other
+    // two still form the Primary component, so the authority stays provable.
+    g.kill_node(2);
+    g.wait_cluster_size(0, 2);
+    g.sql(0, None, "INSERT INTO shop.t VALUES (3)");
+    drop(sim);
+    let (sim, dir) = galera_sim(&g, &[true, true, false]);
+    let (report, _) = triage(&sim, dir.path(), "galera", "galera");
+    let s = summary(&report);
+    assert_eq!(report["authority"]["outcome"], "provable", "{s}");
+    assert_eq!(state_of(&report, "galera-0"), "healthy", "{s}");
+    // Crash-looping with seqno -1: restart or, since restarts keep failing, reseed by SST.
+    assert!(
+        ["needs-restart", "needs-reseed"].contains(&state_of(&report, "galera-2")),
+        "{s}"
+    );
+    assert_eq!(report["verdict"], "unhealthy", "{s}");
+    assert!(
+        report["nextCommand"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--instance galera-2"),
+        "{s}"
+    );
+
+    // Node 1 crashes too: node 0 is alone in a non-Primary component. Not provable.
+    g.kill_node(1);
+    wait_for("node 0 non-Primary", Duration::from_secs(60), || {
+        g.status(0, "wsrep_cluster_status") != "Primary"
+    });
+    drop(sim);
+    let (sim, dir) = galera_sim(&g, &[true, false, false]);
+    let (report, _) = triage(&sim, dir.path(), "galera", "galera");
+    let s = summary(&report);
+    assert_ne!(report["authority"]["outcome"], "provable", "{s}");
+    assert_eq!(report["safeToHeal"], false, "{s}");
+    let codes: Vec<&str> = report["diagnoses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"galera-no-primary-component"), "{s}");
+    drop(sim);
+}
+
+fn k_secret_never_sent(sim: &Simulator, secret: &str) {
+    for r in sim.requests() {
+        let text = format!("{} {} {:?} {:?}", r.path, r.query, r.body, r.exec_command);
+        assert!(!text.contains(secret), "secret sent: {text}");
+    }
+}
+
+#[test]
+fn galera_two_cluster_uuids_are_a_split_brain() {
+    // Two separately bootstrapped clusters presented as one MariaDB: node 0 of each.
+    let a = Galera::start(1);
+    let b = Galera::start(1);
+    let labels = json!({"app.kubernetes.io/instance": "galera"});
+    // One simulator whose galera-0 is cluster a's node and galera-1 cluster b's node. Root
+    // connects over the node's socket as the OS user (unix_socket), so one Secret serves both.
+    let mut objects = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+        json!({
+            "apiVersion": "k8s.mariadb.com/v1alpha1", "kind": "MariaDB",
+            "metadata": {"name": "galera", "namespace": NS},
+            "spec": {"replicas": 2, "galera": {"enabled": true},
+                "rootPasswordSecretKeyRef": {"name": "galera-root", "key": "password"}}
+        }),
+    ];
+    objects.push(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "galera-root", "namespace": NS},
+        "data": {"password": b64(a.password())}
+    }));
+    let mut exec = Vec::new();
+    for (i, g) in [&a, &b].iter().enumerate() {
+        let name = format!("galera-{i}");
+        objects.push(pod(&name, "mariadb", labels.clone(), true));
+        objects.push(pvc(&format!("storage-{name}")));
+        let home = g.socket(0).parent().unwrap().join(format!("home-{name}"));
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(
+            home.join(".my.cnf"),
+            format!("[client]\nsocket={}\n", g.socket(0).display()),
+        )
+        .unwrap();
+        exec.push(PodExec {
+            namespace: NS.into(),
+            pod: name,
+            env: [("HOME".to_string(), home.display().to_string())].into(),
+            mounts: [("/var/lib/mysql".to_string(), g.data_dir(0))].into(),
+            ..PodExec::default()
+        });
+    }
+    let (sim, dir) = start_sim(objects, exec);
+    let (report, _) = triage(&sim, dir.path(), "galera", "galera");
+    let s = summary(&report);
+    assert_eq!(report["verdict"], "diverged", "{s}");
+    assert_eq!(report["authority"]["outcome"], "diverged", "{s}");
+    assert_eq!(report["safeToHeal"], false, "{s}");
+}
