@@ -193,7 +193,7 @@ fn required_permission(r: &RecordedRequest) -> Option<(String, String, String)> 
 }
 
 /// Fails unless every request is allowed by Role `role` of `rbac/hasteward-cli.yaml`.
-fn assert_role_allows(role: &str, requests: &[RecordedRequest]) {
+pub(crate) fn assert_role_allows(role: &str, requests: &[RecordedRequest]) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rbac/hasteward-cli.yaml");
     let objects = SimConfig::from_yaml(&std::fs::read_to_string(&path).unwrap())
         .unwrap()

@@ -123,6 +123,7 @@ fn triage(sim: &Simulator, dir: &Path, engine: &str, cluster: &str) -> (Value, D
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
     assert!(mutations.is_empty(), "triage mutated: {mutations:?}");
+    crate::kube::assert_role_allows("hasteward-backup", &sim.requests());
     (envelope(&out)["data"].clone(), took)
 }
 
@@ -223,6 +224,37 @@ fn cnpg_replica_left_on_the_old_timeline_after_a_failover_needs_reseed() {
     assert_eq!(report["verdict"], "unhealthy", "{s}");
     let next = report["nextCommand"].as_str().unwrap_or_default();
     assert!(next.contains("--instance pg-3"), "{s}\nnext: {next}");
+
+    // The human report, and --fail-on for monitoring.
+    let kubeconfig = dir.path().join("kubeconfig").display().to_string();
+    let base = [
+        "triage",
+        "--kubeconfig",
+        &kubeconfig,
+        "-e",
+        "cnpg",
+        "-c",
+        "pg",
+        "-n",
+        NS,
+    ];
+    let args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    let (code, out, err) = run(&args, None);
+    assert_eq!(code, 0, "{err}");
+    eprintln!("{out}");
+    assert!(
+        out.starts_with("CNPG cluster db/pg: UNHEALTHY\nauthority: pg-2 (provable)"),
+        "{out}"
+    );
+    assert!(out.contains("needs reseed"), "{out}");
+    assert!(out.contains(&format!("next: {next}")), "{out}");
+    let mut fail_on = args.clone();
+    fail_on.extend(["--fail-on".to_string(), "unhealthy".into()]);
+    let (code, _, err) = run(&fail_on, None);
+    assert_eq!(code, 1, "{err}");
+    let mut fail_on = args;
+    fail_on.extend(["--fail-on".to_string(), "diverged".into()]);
+    assert_eq!(run(&fail_on, None).0, 0);
 }
 
 #[test]
