@@ -95,8 +95,18 @@ fn start_sim(objects: Vec<Value>, exec: Vec<PodExec>) -> (Simulator, tempfile::T
 /// Runs `hasteward triage -o json`; returns the report (`data`) and how long it took. Asserts
 /// exit 0 and that no mutating request reached the API.
 fn triage(sim: &Simulator, dir: &Path, engine: &str, cluster: &str) -> (Value, Duration) {
+    triage_with(sim, dir, engine, cluster, &[])
+}
+
+fn triage_with(
+    sim: &Simulator,
+    dir: &Path,
+    engine: &str,
+    cluster: &str,
+    extra: &[&str],
+) -> (Value, Duration) {
     sim.clear_requests();
-    let args: Vec<String> = [
+    let mut args: Vec<String> = [
         "triage",
         "--kubeconfig",
         &dir.join("kubeconfig").display().to_string(),
@@ -112,6 +122,7 @@ fn triage(sim: &Simulator, dir: &Path, engine: &str, cluster: &str) -> (Value, D
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
     let started = Instant::now();
     let (code, out, err) = run(&args, None);
     let took = started.elapsed();
@@ -333,9 +344,15 @@ fn galera_sim(g: &Galera, ready: &[bool]) -> (Simulator, tempfile::TempDir) {
         objects.push(pvc(&format!("storage-{name}")));
         let home = g.socket(i).parent().unwrap().join(format!("home-{name}"));
         std::fs::create_dir_all(&home).unwrap();
+        // The container's own configuration: the node's server options, and its socket for the
+        // clients.
         std::fs::write(
             home.join(".my.cnf"),
-            format!("[client]\nsocket={}\n", g.socket(i).display()),
+            format!(
+                "!include {}\n[client]\nsocket={}\n",
+                g.config_file(i).display(),
+                g.socket(i).display()
+            ),
         )
         .unwrap();
         exec.push(PodExec {
@@ -407,6 +424,27 @@ fn galera_healthy_then_a_crashed_node_then_a_lone_non_primary_survivor() {
             .as_str()
             .unwrap_or_default()
             .contains("--instance galera-2"),
+        "{s}"
+    );
+    // Its recovered position (mariadbd --wsrep-recover, opt-in) is one transaction behind.
+    let (report, _) = triage_with(
+        &sim,
+        dir.path(),
+        "galera",
+        "galera",
+        &["--recover-positions"],
+    );
+    let s = summary(&report);
+    let node2 = &report["instances"][2];
+    assert!(
+        node2["position"].as_str().unwrap().starts_with("seqno "),
+        "{s}"
+    );
+    assert!(
+        report["facts"]["input"]["nodes"][2]["recovered"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("WSREP: Recovered position:"),
         "{s}"
     );
 
@@ -486,4 +524,77 @@ fn galera_two_cluster_uuids_are_a_split_brain() {
     assert_eq!(report["verdict"], "diverged", "{s}");
     assert_eq!(report["authority"]["outcome"], "diverged", "{s}");
     assert_eq!(report["safeToHeal"], false, "{s}");
+}
+
+#[test]
+fn galera_all_nodes_down_at_different_positions_names_the_most_advanced() {
+    let mut g = Galera::start(3);
+    g.sql(
+        0,
+        None,
+        "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY)",
+    );
+    for i in 0..3 {
+        g.wait_synced(i);
+    }
+    // Node 2 crashes first; node 1 leaves cleanly later; node 0 takes more writes and crashes
+    // last: three different positions, node 0 the most advanced, two of them only recoverable
+    // with mariadbd --wsrep-recover (grastate seqno -1).
+    g.sql(0, None, "INSERT INTO shop.t VALUES (1)");
+    g.kill_node(2);
+    g.wait_cluster_size(0, 2);
+    g.sql(0, None, "INSERT INTO shop.t VALUES (2)");
+    g.stop_node(1);
+    g.wait_cluster_size(0, 1);
+    g.sql(0, None, "INSERT INTO shop.t VALUES (3), (4)");
+    g.kill_node(0);
+    let (sim, dir) = galera_sim(&g, &[false, false, false]);
+
+    // Without recovering positions, the crashed nodes' positions are unknown: refuse.
+    let (report, _) = triage(&sim, dir.path(), "galera", "galera");
+    let s = summary(&report);
+    assert_eq!(report["verdict"], "undeterminable", "{s}");
+    assert_eq!(report["safeToHeal"], false, "{s}");
+    let next = report["nextCommand"].as_str().unwrap_or_default();
+    assert!(next.contains("--recover-positions"), "{s}\nnext: {next}");
+
+    // With --recover-positions, mariadbd --wsrep-recover runs in the (crash-looping) containers.
+    let (report, _) = triage_with(
+        &sim,
+        dir.path(),
+        "galera",
+        "galera",
+        &["--recover-positions"],
+    );
+    let s = summary(&report);
+    assert_eq!(report["authority"]["outcome"], "provable", "{s}");
+    assert_eq!(report["authority"]["leader"], "galera-0", "{s}");
+    let next = report["nextCommand"].as_str().unwrap_or_default();
+    assert!(next.contains("--bootstrap galera-0"), "{s}\nnext: {next}");
+
+    // A safe_to_bootstrap flag on a node that is not the most advanced is flagged, and does
+    // not move the authority.
+    let grastate = g.data_dir(1).join("grastate.dat");
+    let text = std::fs::read_to_string(&grastate).unwrap();
+    std::fs::write(
+        &grastate,
+        text.replace("safe_to_bootstrap: 0", "safe_to_bootstrap: 1"),
+    )
+    .unwrap();
+    let (report, _) = triage_with(
+        &sim,
+        dir.path(),
+        "galera",
+        "galera",
+        &["--recover-positions"],
+    );
+    let s = summary(&report);
+    assert_eq!(report["authority"]["leader"], "galera-0", "{s}");
+    let codes: Vec<&str> = report["diagnoses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"galera-unsafe-bootstrap-flag"), "{s}");
 }

@@ -101,6 +101,11 @@ pub struct TriageArgs {
     /// diverged); without it triage exits 0 whatever it finds.
     #[arg(long, value_enum, env = "HASTEWARD_FAIL_ON")]
     pub fail_on: Option<FailOn>,
+    /// Galera: for nodes whose server is not serving, run `mariadbd --wsrep-recover` in their
+    /// container to learn their last committed position. It runs InnoDB crash recovery on that
+    /// node's data (as mariadb-operator's recovery does), so it is opt-in.
+    #[arg(long, env = "HASTEWARD_RECOVER_POSITIONS")]
+    pub recover_positions: bool,
 }
 
 /// `--fail-on` thresholds.

@@ -15,6 +15,11 @@ pub async fn run(cli: &Cli, a: &TriageArgs, rep: &mut Reporter) -> Result<ExitCo
     hasteward_model::validate_name("namespace (-n)", &a.namespace).map_err(usage)?;
     let kube = crate::targets::kube(cli).await?;
     let report = match a.engine {
+        EngineArg::Cnpg if a.recover_positions => {
+            return Err(usage(
+                "--recover-positions is for -e galera (mariadbd --wsrep-recover); CNPG positions are read from pg_controldata",
+            ))
+        }
         EngineArg::Cnpg => {
             let input = rep
                 .step("collect", cnpg::collect(&kube, &a.namespace, &a.cluster))
@@ -23,7 +28,17 @@ pub async fn run(cli: &Cli, a: &TriageArgs, rep: &mut Reporter) -> Result<ExitCo
         }
         EngineArg::Galera => {
             let input = rep
-                .step("collect", galera::collect(&kube, &a.namespace, &a.cluster))
+                .step(
+                    "collect",
+                    galera::collect(
+                        &kube,
+                        &a.namespace,
+                        &a.cluster,
+                        &galera::CollectOptions {
+                            recover_positions: a.recover_positions,
+                        },
+                    ),
+                )
                 .await?;
             hasteward_triage::galera::analyze(&input)
         }

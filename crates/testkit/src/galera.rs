@@ -383,6 +383,11 @@ impl Galera {
             .unwrap_or_else(|| panic!("testkit: Galera node {i} was never started"))
     }
 
+    /// The option file node `i` runs with (`[mariadbd]`: data dir, socket, wsrep settings).
+    pub fn config_file(&self, i: usize) -> PathBuf {
+        self.cnf(i)
+    }
+
     fn cnf(&self, i: usize) -> PathBuf {
         self.nodes[i].dir.join("my.cnf")
     }

@@ -28,7 +28,12 @@ const LOG_LINES: i64 = 200;
 /// Reads everything triage needs about the `MariaDB` cluster `namespace/name`. Only fails when
 /// the CR itself cannot be read; a root password that cannot be read leaves the wsrep status of
 /// every node unread.
-pub async fn collect(kube: &Kube, namespace: &str, name: &str) -> Result<GaleraInput> {
+pub async fn collect(
+    kube: &Kube,
+    namespace: &str,
+    name: &str,
+    options: &CollectOptions,
+) -> Result<GaleraInput> {
     let cr = kube.mariadb(namespace, name).await?;
     let pods = kube.pods(namespace, &cr.pod_selector()).await?;
     let password = match &cr.root_password {
@@ -53,7 +58,7 @@ pub async fn collect(kube: &Kube, namespace: &str, name: &str) -> Result<GaleraI
     };
     let nodes = join_all(expected.iter().map(|node| {
         let password = password.as_ref().map(|p| p.expose().to_string());
-        collect_node(kube, namespace, node, find(node), password)
+        collect_node(kube, namespace, node, find(node), password, options)
     }))
     .await;
     Ok(GaleraInput {
@@ -84,6 +89,7 @@ async fn collect_node(
     name: &str,
     pod: Option<&Pod>,
     password: std::result::Result<String, &String>,
+    options: &CollectOptions,
 ) -> NodeInput {
     let view = pod.map(|p| pod_view(p, CONTAINER));
     let volume = super::volume_state(kube.pvc(namespace, &format!("storage-{name}")).await);
@@ -134,11 +140,48 @@ async fn collect_node(
             .await
             .ok();
     }
+    if wsrep.output().is_none() {
+        input.recovered = if options.recover_positions {
+            observe(
+                &runner,
+                super::script(RECOVER_SCRIPT, [analysis::DATA_DIR])
+                    .labelled("mariadbd --wsrep-recover"),
+            )
+            .await
+        } else {
+            Observed::NotAttempted(
+                "mariadbd is not serving; recovering its position (mariadbd --wsrep-recover) was not requested (--recover-positions)".into(),
+            )
+        };
+    }
     input.grastate = grastate;
     input.df = df;
     input.wsrep = wsrep;
     input
 }
+
+/// What collection may do beyond reading.
+#[derive(Debug, Clone, Default)]
+pub struct CollectOptions {
+    /// Run `mariadbd --wsrep-recover` in the containers of nodes whose server is not serving
+    /// (`--recover-positions`). It runs InnoDB crash recovery on the node's data directory (what
+    /// mariadb-operator's own recovery does), so it is never done unasked. A server that is in
+    /// fact running holds the InnoDB lock, and the recovery then exits without touching anything.
+    pub recover_positions: bool,
+}
+
+/// `mariadbd --wsrep-recover` on the data directory `$1`, its log written to a private temp file
+/// and printed (the analysis reads `WSREP: Recovered position: <uuid>:<seqno>` from it). ROW
+/// binlog format is required by current MariaDB for the recovery; no networking. As root (not
+/// the case in mariadb-operator's containers) the server drops to `mysql`, which must be able to
+/// write the log file.
+const RECOVER_SCRIPT: &str = r#"f=$(mktemp) || exit 126
+trap 'rm -f "$f"' EXIT
+if [ "$(id -u)" = 0 ]; then chown mysql "$f" || exit 126; fi
+mariadbd --wsrep-recover --datadir="$1" --binlog-format=ROW --skip-networking --user=mysql --log-error="$f" >/dev/null 2>&1
+rc=$?
+cat "$f"
+exit $rc"#;
 
 fn argv(parts: &[&str]) -> CommandSpec {
     CommandSpec::new(parts[0]).args(&parts[1..])

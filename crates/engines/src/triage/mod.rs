@@ -44,7 +44,17 @@ where
     CommandSpec::new("sh")
         .args(["-c", script, "hasteward"])
         .args(args)
-        .labelled(script.split_whitespace().next().unwrap_or("sh").to_string())
+        .labelled(program_of(script))
+}
+
+/// The program a one-line script runs, for messages: the first word that is not `exec` or an
+/// assignment (`LC_ALL=C exec pg_controldata …` → `pg_controldata`).
+fn program_of(script: &str) -> String {
+    script
+        .split_whitespace()
+        .find(|w| *w != "exec" && !w.contains('='))
+        .unwrap_or("sh")
+        .to_string()
 }
 
 /// What the analysis needs of a pod, from the API object.
