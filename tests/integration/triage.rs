@@ -149,6 +149,15 @@ fn state_of<'a>(report: &'a Value, instance: &str) -> &'a str {
         .unwrap()
 }
 
+fn diagnosis_codes(report: &Value) -> Vec<String> {
+    report["diagnoses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["code"].as_str().map(String::from))
+        .collect()
+}
+
 fn summary(report: &Value) -> String {
     serde_json::to_string_pretty(&json!({
         "verdict": report["verdict"], "authority": report["authority"],
@@ -334,7 +343,7 @@ fn galera_sim(g: &Galera, ready: &[bool]) -> (Simulator, tempfile::TempDir) {
         json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "galera-root", "namespace": NS},
-            "data": {"password": b64(g.password())}
+            "data": {"password": base64(g.password().as_bytes())}
         }),
     ];
     let mut exec = Vec::new();
@@ -342,46 +351,9 @@ fn galera_sim(g: &Galera, ready: &[bool]) -> (Simulator, tempfile::TempDir) {
         let name = format!("galera-{i}");
         objects.push(pod(&name, "mariadb", labels.clone(), *ready));
         objects.push(pvc(&format!("storage-{name}")));
-        let home = g.socket(i).parent().unwrap().join(format!("home-{name}"));
-        std::fs::create_dir_all(&home).unwrap();
-        // The container's own configuration: the node's server options, and its socket for the
-        // clients.
-        std::fs::write(
-            home.join(".my.cnf"),
-            format!(
-                "!include {}\n[client]\nsocket={}\n",
-                g.config_file(i).display(),
-                g.socket(i).display()
-            ),
-        )
-        .unwrap();
-        exec.push(PodExec {
-            namespace: NS.into(),
-            pod: name,
-            env: [("HOME".to_string(), home.display().to_string())].into(),
-            mounts: [("/var/lib/mysql".to_string(), g.data_dir(i))].into(),
-            ..PodExec::default()
-        });
+        exec.push(galera_pod_exec(&name, g, i));
     }
     start_sim(objects, exec)
-}
-
-fn b64(s: &str) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let d = s.as_bytes();
-    let mut out = String::new();
-    for c in d.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= c.len() {
-                A[(n >> (18 - 6 * i) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
 }
 
 #[test]
@@ -459,14 +431,35 @@ fn galera_healthy_then_a_crashed_node_then_a_lone_non_primary_survivor() {
     let s = summary(&report);
     assert_ne!(report["authority"]["outcome"], "provable", "{s}");
     assert_eq!(report["safeToHeal"], false, "{s}");
-    let codes: Vec<&str> = report["diagnoses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|d| d["code"].as_str())
-        .collect();
-    assert!(codes.contains(&"galera-no-primary-component"), "{s}");
+    assert!(
+        diagnosis_codes(&report).contains(&"galera-no-primary-component".to_string()),
+        "{s}"
+    );
     drop(sim);
+}
+
+/// The exec environment of pod `pod` backed by node `i` of `g`: the container's own
+/// configuration (`$HOME/.my.cnf` including the node's server options, and its socket for the
+/// clients) and its data directory at `/var/lib/mysql`.
+fn galera_pod_exec(pod: &str, g: &Galera, i: usize) -> PodExec {
+    let home = g.socket(i).parent().unwrap().join(format!("home-{pod}"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join(".my.cnf"),
+        format!(
+            "!include {}\n[client]\nsocket={}\n",
+            g.config_file(i).display(),
+            g.socket(i).display()
+        ),
+    )
+    .unwrap();
+    PodExec {
+        namespace: NS.into(),
+        pod: pod.into(),
+        env: [("HOME".to_string(), home.display().to_string())].into(),
+        mounts: [("/var/lib/mysql".to_string(), g.data_dir(i))].into(),
+        ..PodExec::default()
+    }
 }
 
 fn k_secret_never_sent(sim: &Simulator, secret: &str) {
@@ -496,27 +489,14 @@ fn galera_two_cluster_uuids_are_a_split_brain() {
     objects.push(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "galera-root", "namespace": NS},
-        "data": {"password": b64(a.password())}
+        "data": {"password": base64(a.password().as_bytes())}
     }));
     let mut exec = Vec::new();
     for (i, g) in [&a, &b].iter().enumerate() {
         let name = format!("galera-{i}");
         objects.push(pod(&name, "mariadb", labels.clone(), true));
         objects.push(pvc(&format!("storage-{name}")));
-        let home = g.socket(0).parent().unwrap().join(format!("home-{name}"));
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::write(
-            home.join(".my.cnf"),
-            format!("[client]\nsocket={}\n", g.socket(0).display()),
-        )
-        .unwrap();
-        exec.push(PodExec {
-            namespace: NS.into(),
-            pod: name,
-            env: [("HOME".to_string(), home.display().to_string())].into(),
-            mounts: [("/var/lib/mysql".to_string(), g.data_dir(0))].into(),
-            ..PodExec::default()
-        });
+        exec.push(galera_pod_exec(&name, g, 0));
     }
     let (sim, dir) = start_sim(objects, exec);
     let (report, _) = triage(&sim, dir.path(), "galera", "galera");
@@ -590,11 +570,44 @@ fn galera_all_nodes_down_at_different_positions_names_the_most_advanced() {
     );
     let s = summary(&report);
     assert_eq!(report["authority"]["leader"], "galera-0", "{s}");
-    let codes: Vec<&str> = report["diagnoses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|d| d["code"].as_str())
-        .collect();
-    assert!(codes.contains(&"galera-unsafe-bootstrap-flag"), "{s}");
+    assert!(
+        diagnosis_codes(&report).contains(&"galera-unsafe-bootstrap-flag".to_string()),
+        "{s}"
+    );
+}
+
+#[test]
+fn cnpg_old_primary_rewound_onto_the_new_timeline_is_a_healthy_replica() {
+    let mut p = Postgres::start();
+    let r2 = p.start_replica_named("pg-2");
+    p.psql(
+        "postgres",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
+    );
+    p.wait_replica_caught_up(&r2);
+    // Failover: pg-2 is promoted and written to while pg-1 also took a write (diverged); then
+    // pg-1 is rewound onto timeline 2 with pg_rewind and follows pg-2.
+    r2.promote();
+    r2.psql(
+        "postgres",
+        "INSERT INTO t SELECT g FROM generate_series(1, 1000) g",
+    );
+    p.psql("postgres", "INSERT INTO t VALUES (-1)");
+    // pg_rewind reads the source's timeline from its control file: checkpoint it first.
+    r2.psql("postgres", "CHECKPOINT");
+    p.shut_down();
+    p.rewind_onto(&r2, "pg-1");
+    let (sim, dir) = cnpg_sim("pg-2", &[("pg-1", &p), ("pg-2", &r2)]);
+
+    let (report, _) = triage(&sim, dir.path(), "cnpg", "pg");
+    let s = summary(&report);
+    assert_eq!(report["authority"]["outcome"], "provable", "{s}");
+    assert_eq!(report["authority"]["leader"], "pg-2", "{s}");
+    assert_eq!(state_of(&report, "pg-1"), "healthy", "{s}");
+    assert_eq!(report["verdict"], "healthy", "{s}");
+    // The rewound write is gone: pg-1 now holds pg-2's history.
+    assert_eq!(
+        p.psql("postgres", "SELECT count(*) FROM t WHERE g = -1"),
+        "0"
+    );
 }

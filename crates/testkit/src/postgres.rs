@@ -324,6 +324,57 @@ impl Postgres {
         run_checked(&mut promote, "pg_ctl promote", None);
     }
 
+    /// Shuts the server down cleanly (`pg_ctl stop -m fast`) and keeps its data directory, so it
+    /// can be rewound and started again; [`Postgres::stop`] removes everything.
+    pub fn shut_down(&mut self) {
+        if self.running && self.pg_ctl_stop("fast") {
+            self.running = false;
+        }
+        assert!(!self.running, "testkit: PostgreSQL did not shut down");
+    }
+
+    /// Rewinds this shut-down server onto `source`'s timeline with `pg_rewind`, makes it a
+    /// streaming replica of `source` (reporting `name` as its `application_name`) and starts it:
+    /// what a CNPG operator does with a former primary after a failover.
+    pub fn rewind_onto(&mut self, source: &Postgres, name: &str) {
+        assert!(
+            !self.running,
+            "testkit: rewind_onto needs a shut-down server"
+        );
+        let mut rewind = self.tool("pg_rewind");
+        rewind
+            .arg("-D")
+            .arg(&self.data)
+            .arg(format!(
+                "--source-server=host=127.0.0.1 port={} user={SUPERUSER} dbname=postgres",
+                source.port
+            ))
+            .env("PGPASSWORD", &source.password)
+            .current_dir(self.root());
+        run_checked(&mut rewind, "pg_rewind", None);
+        let auto = self.data.join("postgresql.auto.conf");
+        OpenOptions::new()
+            .append(true)
+            .open(&auto)
+            .and_then(|mut f| {
+                f.write_all(
+                    format!(
+                        "primary_conninfo = 'host=127.0.0.1 port={} user={SUPERUSER} password={} application_name={name}'\n",
+                        source.port, source.password
+                    )
+                    .as_bytes(),
+                )
+            })
+            .unwrap_or_else(|e| panic!("testkit: cannot append to {}: {e}", auto.display()));
+        fs::write(self.data.join("standby.signal"), "")
+            .unwrap_or_else(|e| panic!("testkit: cannot write standby.signal: {e}"));
+        if let Some((uid, gid)) = self.run_as.as_deref().map(util::lookup_user) {
+            util::chown_to(&self.data.join("standby.signal"), uid, gid);
+        }
+        self.start_server();
+        source.wait_replica_caught_up(self);
+    }
+
     /// Host to connect to: always `127.0.0.1`.
     pub fn host(&self) -> &str {
         "127.0.0.1"
