@@ -14,6 +14,7 @@
 pub mod cnpg;
 pub mod galera;
 mod input;
+pub mod plan;
 mod report;
 mod text;
 

@@ -1,0 +1,1004 @@
+//! Repair plans: from a triage [`Report`] and what the user asked for to an ordered, serializable
+//! [`RepairPlan`], checked against the safety gates. Pure: the plan is what `--dry-run` prints,
+//! and the only thing execution accepts.
+//!
+//! # Gates (see `docs/safety.md`)
+//! | gate | refuses when | `--force` |
+//! |---|---|---|
+//! | `authority-unread` | an instance that may hold data could not be read | never |
+//! | `authority-undeterminable` | the authority cannot be proven (incl. data ahead of the operator's primary) | never |
+//! | `split-brain` | histories diverged | only with `--instance` naming a non-primary, after a `diverged` escrow of every readable instance |
+//! | `target-is-authority` | the target holds the authoritative data | never |
+//! | `target-unknown` | `--instance` names no instance of the cluster | never |
+//! | `target-healthy` | the target is healthy | yes (restart only) |
+//! | `nothing-to-heal` | no instance needs healing | – |
+//! | `all-down` (Galera) | no Primary component: healing needs a running donor | never; use `--bootstrap` |
+//! | `bootstrap-not-all-down` (Galera) | `--bootstrap` while a Primary component exists | never |
+//! | `bootstrap-not-most-advanced` (Galera) | `--bootstrap NODE` is not the provable most advanced node | never |
+
+use serde::Serialize;
+
+use crate::{Authority, InstanceState, Report, Role, Verdict};
+
+/// What the user asked `repair` to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepairRequest {
+    /// Heal only this instance (`--instance`); otherwise every instance that needs it.
+    pub instance: Option<String>,
+    /// Galera: bootstrap the cluster from this node after a total outage (`--bootstrap`).
+    pub bootstrap: Option<String>,
+    /// Override the gates that allow it (`--force`).
+    pub force: bool,
+    /// Skip the escrow backup (`--no-escrow`; loud).
+    pub no_escrow: bool,
+}
+
+/// What is done to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Remediation {
+    /// Delete the pod; the operator recreates it on the same volume. Nothing is destroyed.
+    Restart,
+    /// Replace the instance's data from the authority (CNPG: `pg_basebackup`; Galera: reset
+    /// `grastate.dat`/gcache so it rejoins by IST/SST).
+    Reseed,
+    /// Galera: start a new Primary component from this node's data.
+    Bootstrap,
+}
+
+/// One instance the plan acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanTarget {
+    /// Instance (pod) name.
+    pub instance: String,
+    /// Its real ordinal.
+    pub ordinal: Option<u32>,
+    /// What is done.
+    pub remediation: Remediation,
+    /// Why (from the triage).
+    pub why: String,
+}
+
+/// A backup taken before anything destructive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EscrowStep {
+    /// `backup` (the authority's full dump) or `diverged` (a side of a split brain).
+    pub kind: String,
+    /// The instance dumped.
+    pub instance: String,
+    /// Why.
+    pub why: String,
+}
+
+/// One ordered step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStep {
+    /// Stable action code (`lease.acquire`, `pod.delete`, …).
+    pub action: String,
+    /// The resource touched (`Pod db/pg-3`, `Lease db/hasteward-pg`).
+    pub resource: String,
+    /// What and why, for people.
+    pub detail: String,
+    /// Whether it changes anything (a dry run shows these and sends none of them).
+    pub mutating: bool,
+    /// Whether it destroys data (only after a successful escrow).
+    pub destructive: bool,
+}
+
+/// A gate that refused the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refusal {
+    /// Gate name (see the module docs).
+    pub gate: String,
+    /// What is wrong and what to do.
+    pub message: String,
+    /// Whether `--force` would override it.
+    pub overridable: bool,
+}
+
+/// The plan: what `--dry-run` prints and execution runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepairPlan {
+    /// `cnpg` or `galera`.
+    pub engine: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Cluster.
+    pub cluster: String,
+    /// The triage verdict the plan was made from.
+    pub verdict: Verdict,
+    /// The authoritative instance, when provable.
+    pub authority: Option<String>,
+    /// Instances acted on, in order.
+    pub targets: Vec<PlanTarget>,
+    /// Backups taken first.
+    pub escrow: Vec<EscrowStep>,
+    /// Ordered steps (empty when refused).
+    pub steps: Vec<PlanStep>,
+    /// Instances left alone, and why.
+    pub skipped: Vec<String>,
+    /// Gates that refused; the plan runs only when this is empty.
+    pub refusals: Vec<Refusal>,
+    /// Warnings (e.g. `--no-escrow`).
+    pub warnings: Vec<String>,
+}
+
+impl RepairPlan {
+    /// Whether the plan may be executed: no gate refused and there is something to do.
+    pub fn executable(&self) -> bool {
+        self.refusals.is_empty() && !self.targets.is_empty()
+    }
+}
+
+/// Plans a repair of the cluster `report` describes.
+pub fn plan(report: &Report, request: &RepairRequest) -> RepairPlan {
+    let mut plan = RepairPlan {
+        engine: report.engine.clone(),
+        namespace: report.namespace.clone(),
+        cluster: report.cluster.clone(),
+        verdict: report.verdict,
+        authority: match &report.authority {
+            Authority::Provable { leader } => Some(leader.clone()),
+            _ => None,
+        },
+        targets: Vec::new(),
+        escrow: Vec::new(),
+        steps: Vec::new(),
+        skipped: Vec::new(),
+        refusals: Vec::new(),
+        warnings: Vec::new(),
+    };
+    if let Some(node) = &request.bootstrap {
+        plan_bootstrap(report, node, &mut plan);
+    } else {
+        plan_heal(report, request, &mut plan);
+    }
+    if !plan.refusals.is_empty() {
+        plan.targets.clear();
+        plan.escrow.clear();
+        return plan;
+    }
+    if plan.targets.is_empty() {
+        return plan;
+    }
+    plan_escrow(report, request, &mut plan);
+    plan.steps = match report.engine.as_str() {
+        "galera" => galera_steps(&plan),
+        _ => cnpg_steps(&plan),
+    };
+    plan
+}
+
+fn refuse(plan: &mut RepairPlan, gate: &str, message: String, overridable: bool) {
+    plan.refusals.push(Refusal {
+        gate: gate.into(),
+        message,
+        overridable,
+    });
+}
+
+/// The instance holding the data the others are rebuilt from: the provable authority.
+fn authority_gates(report: &Report, request: &RepairRequest, plan: &mut RepairPlan) -> bool {
+    match &report.authority {
+        Authority::Provable { .. } => true,
+        Authority::Undeterminable { blockers } => {
+            let unread = report
+                .instances
+                .iter()
+                .any(|i| i.state == InstanceState::Unknown && i.position.starts_with("unread"));
+            let (gate, what) = if unread {
+                (
+                    "authority-unread",
+                    "an instance that may hold data could not be read",
+                )
+            } else {
+                (
+                    "authority-undeterminable",
+                    "the authoritative instance cannot be proven",
+                )
+            };
+            refuse(
+                plan,
+                gate,
+                format!(
+                    "{what} ({}); nothing is changed. Run triage again once every instance can be read; no flag overrides this",
+                    blockers.join("; ")
+                ),
+                false,
+            );
+            false
+        }
+        Authority::LeaderNotPrimary { leader, primary } => {
+            refuse(
+                plan,
+                "authority-undeterminable",
+                format!(
+                    "the data says {leader} is ahead, but the operator's primary is {primary}: healing around {primary} would discard {leader}'s writes. Promote deliberately first; no flag overrides this"
+                ),
+                false,
+            );
+            false
+        }
+        Authority::Diverged { reasons } => {
+            let allowed = request.force
+                && request.instance.is_some()
+                && report.engine == "cnpg"
+                && primary_of(report).is_some();
+            if !allowed {
+                refuse(
+                    plan,
+                    "split-brain",
+                    format!(
+                        "histories diverged ({}): choosing a side discards the other side's writes. Take escrow backups and decide; to rebuild one named replica from the current primary anyway, pass --instance NAME --force (every readable instance is captured as a `diverged` snapshot first)",
+                        reasons.join("; ")
+                    ),
+                    true,
+                );
+            }
+            allowed
+        }
+    }
+}
+
+fn primary_of(report: &Report) -> Option<&str> {
+    report
+        .instances
+        .iter()
+        .find(|i| i.role == Role::Primary)
+        .map(|i| i.name.as_str())
+}
+
+fn remediation_for(state: InstanceState) -> Option<Remediation> {
+    match state {
+        InstanceState::NeedsRestart => Some(Remediation::Restart),
+        InstanceState::NeedsReseed | InstanceState::Diverged => Some(Remediation::Reseed),
+        _ => None,
+    }
+}
+
+fn plan_heal(report: &Report, request: &RepairRequest, plan: &mut RepairPlan) {
+    if report.engine == "galera" && no_primary_component(report) {
+        refuse(
+            plan,
+            "all-down",
+            "no Primary component is running: a node can only be healed from a running donor. Bootstrap the most advanced node instead (hasteward repair -e galera … --bootstrap NODE --dry-run)".into(),
+            false,
+        );
+        return;
+    }
+    if !authority_gates(report, request, plan) {
+        return;
+    }
+    let authority = plan
+        .authority
+        .clone()
+        .or_else(|| primary_of(report).map(String::from));
+    match &request.instance {
+        Some(name) => {
+            let Some(inst) = report.instances.iter().find(|i| &i.name == name) else {
+                let known: Vec<&str> = report.instances.iter().map(|i| i.name.as_str()).collect();
+                refuse(
+                    plan,
+                    "target-unknown",
+                    format!(
+                        "--instance {name} is not an instance of this cluster (instances: {})",
+                        known.join(", ")
+                    ),
+                    false,
+                );
+                return;
+            };
+            if Some(name) == authority.as_ref() || inst.role == Role::Primary {
+                refuse(
+                    plan,
+                    "target-is-authority",
+                    format!("{name} holds the authoritative data (the primary): it is never rebuilt or restarted by repair; no flag overrides this"),
+                    false,
+                );
+                return;
+            }
+            let remediation = match (remediation_for(inst.state), report.verdict) {
+                (_, Verdict::Diverged) => Some(Remediation::Reseed),
+                (Some(r), _) => Some(r),
+                (None, _) if request.force => Some(Remediation::Restart),
+                (None, _) => None,
+            };
+            match remediation {
+                Some(r) => plan.targets.push(target(inst, r)),
+                None => refuse(
+                    plan,
+                    "target-healthy",
+                    format!(
+                        "{name} is {} and needs nothing; pass --force to restart it anyway",
+                        state_word(inst.state)
+                    ),
+                    true,
+                ),
+            }
+        }
+        None => {
+            for inst in &report.instances {
+                if Some(&inst.name) == authority.as_ref() {
+                    continue;
+                }
+                match remediation_for(inst.state) {
+                    Some(r) => plan.targets.push(target(inst, r)),
+                    None => plan
+                        .skipped
+                        .push(format!("{}: {}", inst.name, state_word(inst.state))),
+                }
+            }
+            if plan.targets.is_empty() {
+                plan.skipped.insert(0, "nothing needs healing".into());
+            }
+        }
+    }
+}
+
+fn no_primary_component(report: &Report) -> bool {
+    report
+        .diagnoses
+        .iter()
+        .any(|d| d.code == "galera-no-primary-component" || d.code == "galera-all-down")
+}
+
+fn plan_bootstrap(report: &Report, node: &str, plan: &mut RepairPlan) {
+    if report.engine != "galera" {
+        refuse(
+            plan,
+            "bootstrap-not-all-down",
+            "--bootstrap is for -e galera (a new Primary component after a total outage)".into(),
+            false,
+        );
+        return;
+    }
+    if !no_primary_component(report) {
+        refuse(
+            plan,
+            "bootstrap-not-all-down",
+            "a Primary component is running: bootstrapping another would split the cluster. Heal the broken nodes instead (--instance NAME)".into(),
+            false,
+        );
+        return;
+    }
+    match &report.authority {
+        Authority::Provable { leader } if leader == node => {
+            let inst = report.instances.iter().find(|i| i.name == node);
+            plan.targets.push(PlanTarget {
+                instance: node.to_string(),
+                ordinal: inst.and_then(|i| i.ordinal),
+                remediation: Remediation::Bootstrap,
+                why: "the most advanced node: every committed transaction is on it".into(),
+            });
+        }
+        Authority::Provable { leader } => refuse(
+            plan,
+            "bootstrap-not-most-advanced",
+            format!("{node} is not the most advanced node; {leader} is. Bootstrapping {node} would lose the transactions only {leader} has; no flag overrides this"),
+            false,
+        ),
+        _ => refuse(
+            plan,
+            "authority-undeterminable",
+            "the most advanced node cannot be proven: recover every position first (hasteward triage -e galera … --recover-positions)".into(),
+            false,
+        ),
+    }
+}
+
+fn target(inst: &crate::InstanceAssessment, remediation: Remediation) -> PlanTarget {
+    PlanTarget {
+        instance: inst.name.clone(),
+        ordinal: inst.ordinal,
+        remediation,
+        why: inst.advice.clone(),
+    }
+}
+
+fn state_word(state: InstanceState) -> &'static str {
+    match state {
+        InstanceState::Healthy => "healthy",
+        InstanceState::Lagging => "lagging (catching up by itself)",
+        InstanceState::NeedsRestart => "in need of a restart",
+        InstanceState::NeedsReseed => "in need of a reseed",
+        InstanceState::Diverged => "diverged",
+        InstanceState::Unknown => "unknown",
+    }
+}
+
+fn plan_escrow(report: &Report, request: &RepairRequest, plan: &mut RepairPlan) {
+    let destructive = plan
+        .targets
+        .iter()
+        .any(|t| t.remediation != Remediation::Restart);
+    if request.no_escrow {
+        if destructive {
+            plan.warnings.push(
+                "--no-escrow: data is destroyed WITHOUT a backup taken first; if the plan is wrong, it is gone".into(),
+            );
+        }
+        return;
+    }
+    if let Some(source) = plan
+        .authority
+        .clone()
+        .or_else(|| primary_of(report).map(String::from))
+    {
+        plan.escrow.push(EscrowStep {
+            kind: "backup".into(),
+            instance: source,
+            why: "a full backup of the authoritative data before anything is changed".into(),
+        });
+    }
+    if report.verdict == Verdict::Diverged {
+        for inst in &report.instances {
+            let readable = !inst.position.starts_with("unread");
+            if readable && plan.escrow.iter().all(|e| e.instance != inst.name) {
+                plan.escrow.push(EscrowStep {
+                    kind: "diverged".into(),
+                    instance: inst.name.clone(),
+                    why: "one side of the split brain, kept so its writes can be recovered".into(),
+                });
+            }
+        }
+    }
+}
+
+fn step(
+    action: &str,
+    resource: String,
+    detail: String,
+    mutating: bool,
+    destructive: bool,
+) -> PlanStep {
+    PlanStep {
+        action: action.into(),
+        resource,
+        detail,
+        mutating,
+        destructive,
+    }
+}
+
+fn escrow_steps(plan: &RepairPlan, ns: &str, db: &str) -> Vec<PlanStep> {
+    plan.escrow
+        .iter()
+        .map(|e| {
+            step(
+                "escrow.backup",
+                format!("Pod {ns}/{}", e.instance),
+                format!(
+                    "{db} dump of {} streamed into restic as a `{}` snapshot; a failed escrow stops the repair before anything is touched",
+                    e.instance, e.kind
+                ),
+                false,
+                false,
+            )
+        })
+        .collect()
+}
+
+fn cnpg_steps(plan: &RepairPlan) -> Vec<PlanStep> {
+    let ns = &plan.namespace;
+    let cluster = &plan.cluster;
+    let lease = format!("Lease {ns}/hasteward-{cluster}");
+    let mut steps = vec![step(
+        "lease.acquire",
+        lease.clone(),
+        "one repair per cluster: taken (renewed while running) and released on every path".into(),
+        true,
+        false,
+    )];
+    steps.extend(escrow_steps(plan, ns, "pg_dumpall"));
+    let primary = plan.authority.clone().unwrap_or_default();
+    for t in &plan.targets {
+        let pod = format!("Pod {ns}/{}", t.instance);
+        match t.remediation {
+            Remediation::Restart => {
+                steps.push(step(
+                    "pod.delete",
+                    pod.clone(),
+                    format!(
+                        "delete {}; CNPG recreates it on the same PVC (nothing is destroyed)",
+                        t.instance
+                    ),
+                    true,
+                    false,
+                ));
+            }
+            Remediation::Reseed | Remediation::Bootstrap => {
+                let cr = format!("Cluster {ns}/{cluster}");
+                steps.push(step("fence.add", cr.clone(), format!("add {} to cnpg.io/fencedInstances (read-modify-write with resourceVersion; other fences kept)", t.instance), true, false));
+                steps.push(step("reconciliation.disable", cr.clone(), "cnpg.io/reconciliationLoop: disabled, so the operator does not recreate the pod and race for the PVC".into(), true, false));
+                steps.push(step(
+                    "pod.delete",
+                    pod.clone(),
+                    format!("delete {} to free its PVC", t.instance),
+                    true,
+                    false,
+                ));
+                steps.push(step("helper.run", format!("PersistentVolumeClaim {ns}/{}", t.instance), format!("helper pod (cluster image, owner reference, unique name, deadline, pinned to the PVC's node): empty the data directory and pg_basebackup -R from the primary {primary}"), true, true));
+                steps.push(step(
+                    "reconciliation.enable",
+                    cr.clone(),
+                    "remove cnpg.io/reconciliationLoop (on every path)".into(),
+                    true,
+                    false,
+                ));
+                steps.push(step("fence.remove", cr, format!("remove {} from cnpg.io/fencedInstances (only the fence this run added; left in place, with a message, if the reseed failed)", t.instance), true, false));
+            }
+        }
+        steps.push(step(
+            "wait.ready",
+            pod,
+            format!(
+                "wait (--heal-timeout) until {} is Ready and streaming",
+                t.instance
+            ),
+            false,
+            false,
+        ));
+    }
+    steps.push(step(
+        "lease.release",
+        lease,
+        "release the lease".into(),
+        true,
+        false,
+    ));
+    steps.push(step(
+        "triage",
+        format!("Cluster {ns}/{cluster}"),
+        "triage again and report the result".into(),
+        false,
+        false,
+    ));
+    steps
+}
+
+fn galera_steps(plan: &RepairPlan) -> Vec<PlanStep> {
+    let ns = &plan.namespace;
+    let cluster = &plan.cluster;
+    let lease = format!("Lease {ns}/hasteward-{cluster}");
+    let cr = format!("MariaDB {ns}/{cluster}");
+    let mut steps = vec![step(
+        "lease.acquire",
+        lease.clone(),
+        "one repair per cluster: taken (renewed while running) and released on every path".into(),
+        true,
+        false,
+    )];
+    steps.extend(escrow_steps(plan, ns, "mariadb-dump"));
+    steps.push(step(
+        "cr.suspend",
+        cr.clone(),
+        "spec.suspend: true, so mariadb-operator does not act meanwhile (resumed on every path)"
+            .into(),
+        true,
+        false,
+    ));
+    for t in &plan.targets {
+        let pvc = format!("PersistentVolumeClaim {ns}/storage-{}", t.instance);
+        match t.remediation {
+            Remediation::Restart => steps.push(step(
+                "pod.delete",
+                format!("Pod {ns}/{}", t.instance),
+                format!("delete {}; the StatefulSet recreates it and it rejoins by IST/SST (nothing is destroyed)", t.instance),
+                true,
+                false,
+            )),
+            Remediation::Reseed => {
+                steps.push(step("pod.delete", format!("Pod {ns}/{}", t.instance), format!("delete {} to free its volume", t.instance), true, false));
+                steps.push(step("helper.run", pvc, format!("helper pod on the volume: keep grastate.dat as grastate.dat.pre-heal, reset it (seqno -1, safe_to_bootstrap 0) and move galera.cache aside, so {} rejoins by SST from a Synced node", t.instance), true, true));
+            }
+            Remediation::Bootstrap => {
+                steps.push(step("statefulset.scale", format!("StatefulSet {ns}/{cluster}"), "scale to 0 and wait until every pod is gone (the scale is restored on every path)".into(), true, false));
+                steps.push(step("helper.run", pvc, format!("on {}: keep grastate.dat as grastate.dat.pre-bootstrap and set safe_to_bootstrap: 1; clear a stale flag on the other nodes", t.instance), true, true));
+                steps.push(step("cr.patch", cr.clone(), format!("spec.galera.recovery.forceClusterBootstrapInPod: {} (removed afterwards)", t.instance), true, false));
+                steps.push(step("statefulset.scale", format!("StatefulSet {ns}/{cluster}"), "scale back to the original replicas".into(), true, false));
+            }
+        }
+        steps.push(step(
+            "wait.ready",
+            format!("Pod {ns}/{}", t.instance),
+            format!(
+                "wait (--heal-timeout) until {} is Ready and Synced",
+                t.instance
+            ),
+            false,
+            false,
+        ));
+    }
+    steps.push(step(
+        "cr.resume",
+        cr.clone(),
+        "spec.suspend: false".into(),
+        true,
+        false,
+    ));
+    steps.push(step(
+        "lease.release",
+        lease,
+        "release the lease".into(),
+        true,
+        false,
+    ));
+    steps.push(step(
+        "triage",
+        cr,
+        "triage again and report the result".into(),
+        false,
+        false,
+    ));
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Diagnosis, InstanceAssessment, Severity};
+
+    fn inst(name: &str, role: Role, state: InstanceState) -> InstanceAssessment {
+        InstanceAssessment {
+            name: name.into(),
+            ordinal: crate::ordinal_of(name),
+            role,
+            position: if state == InstanceState::Unknown {
+                "unread: no pod".into()
+            } else {
+                "TL 1 0/3000000".into()
+            },
+            lag: None,
+            disk_percent: None,
+            state,
+            advice: format!("{name} advice"),
+            remedy: None,
+        }
+    }
+
+    fn report(
+        engine: &str,
+        verdict: Verdict,
+        authority: Authority,
+        instances: Vec<InstanceAssessment>,
+    ) -> Report {
+        Report {
+            engine: engine.into(),
+            namespace: "db".into(),
+            cluster: "pg".into(),
+            verdict,
+            safe_to_heal: matches!(authority, Authority::Provable { .. }),
+            authority,
+            instances,
+            diagnoses: Vec::new(),
+            next_command: None,
+            facts: serde_json::Value::Null,
+        }
+    }
+
+    fn provable(states: [InstanceState; 2]) -> Report {
+        report(
+            "cnpg",
+            Verdict::Unhealthy,
+            Authority::Provable {
+                leader: "pg-1".into(),
+            },
+            vec![
+                inst("pg-1", Role::Primary, InstanceState::Healthy),
+                inst("pg-2", Role::Replica, states[0]),
+                inst("pg-3", Role::Replica, states[1]),
+            ],
+        )
+    }
+
+    fn actions(plan: &RepairPlan) -> Vec<&str> {
+        plan.steps.iter().map(|s| s.action.as_str()).collect()
+    }
+
+    #[test]
+    fn untargeted_heal_plans_every_instance_that_needs_it_after_an_escrow() {
+        let r = provable([InstanceState::NeedsReseed, InstanceState::NeedsRestart]);
+        let p = plan(&r, &RepairRequest::default());
+        assert!(p.executable(), "{p:?}");
+        assert_eq!(p.targets.len(), 2);
+        assert_eq!(p.targets[0].remediation, Remediation::Reseed);
+        assert_eq!(p.targets[0].ordinal, Some(2));
+        assert_eq!(p.targets[1].remediation, Remediation::Restart);
+        assert_eq!(p.escrow.len(), 1);
+        assert_eq!(p.escrow[0].instance, "pg-1");
+        let a = actions(&p);
+        assert_eq!(a.first(), Some(&"lease.acquire"));
+        let escrow = a.iter().position(|x| *x == "escrow.backup").unwrap();
+        let first_destructive = p.steps.iter().position(|s| s.destructive).unwrap();
+        let first_mutation_after_lease =
+            p.steps.iter().skip(1).position(|s| s.mutating).unwrap() + 1;
+        assert!(
+            escrow < first_destructive && escrow < first_mutation_after_lease,
+            "{a:?}"
+        );
+        assert_eq!(a[a.len() - 2], "lease.release");
+        // Fences are removed after the reseed; reconciliation re-enabled before.
+        let fence_add = a.iter().position(|x| *x == "fence.add").unwrap();
+        let fence_remove = a.iter().position(|x| *x == "fence.remove").unwrap();
+        assert!(fence_add < fence_remove);
+    }
+
+    #[test]
+    fn a_healthy_cluster_has_nothing_to_do() {
+        let r = provable([InstanceState::Healthy, InstanceState::Lagging]);
+        let p = plan(&r, &RepairRequest::default());
+        assert!(!p.executable());
+        assert!(p.refusals.is_empty());
+        assert!(p.steps.is_empty());
+        assert_eq!(p.skipped[0], "nothing needs healing");
+    }
+
+    #[test]
+    fn the_authority_is_never_a_target_even_forced() {
+        let r = provable([InstanceState::NeedsReseed, InstanceState::Healthy]);
+        let p = plan(
+            &r,
+            &RepairRequest {
+                instance: Some("pg-1".into()),
+                force: true,
+                ..Default::default()
+            },
+        );
+        assert!(!p.executable());
+        assert_eq!(p.refusals[0].gate, "target-is-authority");
+        assert!(!p.refusals[0].overridable);
+        assert!(p.steps.is_empty() && p.escrow.is_empty());
+    }
+
+    #[test]
+    fn a_healthy_target_needs_force_and_then_only_restarts() {
+        let r = provable([InstanceState::Healthy, InstanceState::Healthy]);
+        let req = RepairRequest {
+            instance: Some("pg-2".into()),
+            ..Default::default()
+        };
+        let p = plan(&r, &req);
+        assert_eq!(p.refusals[0].gate, "target-healthy");
+        assert!(p.refusals[0].overridable);
+        let p = plan(&r, &RepairRequest { force: true, ..req });
+        assert!(p.executable());
+        assert_eq!(p.targets[0].remediation, Remediation::Restart);
+        assert!(p.steps.iter().all(|s| !s.destructive));
+    }
+
+    #[test]
+    fn unknown_target_is_refused() {
+        let r = provable([InstanceState::NeedsReseed, InstanceState::Healthy]);
+        let p = plan(
+            &r,
+            &RepairRequest {
+                instance: Some("pg-9".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.refusals[0].gate, "target-unknown");
+    }
+
+    #[test]
+    fn unread_or_undeterminable_authority_refuses_without_override() {
+        let mut r = provable([InstanceState::NeedsReseed, InstanceState::Unknown]);
+        r.verdict = Verdict::Undeterminable;
+        r.authority = Authority::Undeterminable {
+            blockers: vec!["pg-3: unread".into()],
+        };
+        for force in [false, true] {
+            let p = plan(
+                &r,
+                &RepairRequest {
+                    force,
+                    instance: Some("pg-2".into()),
+                    ..Default::default()
+                },
+            );
+            assert_eq!(p.refusals[0].gate, "authority-unread");
+            assert!(!p.refusals[0].overridable);
+            assert!(p.steps.is_empty());
+        }
+        r.authority = Authority::LeaderNotPrimary {
+            leader: "pg-2".into(),
+            primary: "pg-1".into(),
+        };
+        let p = plan(
+            &r,
+            &RepairRequest {
+                force: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.refusals[0].gate, "authority-undeterminable");
+    }
+
+    #[test]
+    fn split_brain_needs_a_named_replica_and_force_and_captures_every_side() {
+        let mut r = provable([InstanceState::Diverged, InstanceState::Healthy]);
+        r.verdict = Verdict::Diverged;
+        r.authority = Authority::Diverged {
+            reasons: vec!["pg-1 and pg-2 both wrote past 0/3000000".into()],
+        };
+        let p = plan(&r, &RepairRequest::default());
+        assert_eq!(p.refusals[0].gate, "split-brain");
+        let p = plan(
+            &r,
+            &RepairRequest {
+                instance: Some("pg-2".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.refusals[0].gate, "split-brain");
+        let p = plan(
+            &r,
+            &RepairRequest {
+                instance: Some("pg-2".into()),
+                force: true,
+                ..Default::default()
+            },
+        );
+        assert!(p.executable(), "{p:?}");
+        let kinds: Vec<(&str, &str)> = p
+            .escrow
+            .iter()
+            .map(|e| (e.kind.as_str(), e.instance.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("backup", "pg-1"),
+                ("diverged", "pg-2"),
+                ("diverged", "pg-3")
+            ]
+        );
+        // The primary still cannot be the forced target.
+        let p = plan(
+            &r,
+            &RepairRequest {
+                instance: Some("pg-1".into()),
+                force: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.refusals[0].gate, "target-is-authority");
+    }
+
+    #[test]
+    fn no_escrow_is_loud() {
+        let r = provable([InstanceState::NeedsReseed, InstanceState::Healthy]);
+        let p = plan(
+            &r,
+            &RepairRequest {
+                no_escrow: true,
+                ..Default::default()
+            },
+        );
+        assert!(p.escrow.is_empty());
+        assert!(p.warnings[0].contains("WITHOUT a backup"));
+    }
+
+    fn galera_all_down(leader: Option<&str>) -> Report {
+        let mut r = report(
+            "galera",
+            Verdict::Unhealthy,
+            match leader {
+                Some(l) => Authority::Provable { leader: l.into() },
+                None => Authority::Undeterminable {
+                    blockers: vec!["galera-2: position unknown".into()],
+                },
+            },
+            vec![
+                inst("galera-0", Role::Node, InstanceState::NeedsRestart),
+                inst("galera-1", Role::Node, InstanceState::NeedsRestart),
+                inst("galera-2", Role::Node, InstanceState::NeedsRestart),
+            ],
+        );
+        r.diagnoses.push(Diagnosis {
+            code: "galera-all-down".into(),
+            severity: Severity::Critical,
+            summary: "Every node is down".into(),
+            details: vec![],
+            remedy: None,
+        });
+        r
+    }
+
+    #[test]
+    fn galera_all_down_heals_nothing_and_bootstraps_only_the_most_advanced() {
+        let r = galera_all_down(Some("galera-0"));
+        let p = plan(&r, &RepairRequest::default());
+        assert_eq!(p.refusals[0].gate, "all-down");
+        let p = plan(
+            &r,
+            &RepairRequest {
+                bootstrap: Some("galera-1".into()),
+                force: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.refusals[0].gate, "bootstrap-not-most-advanced");
+        let p = plan(
+            &r,
+            &RepairRequest {
+                bootstrap: Some("galera-0".into()),
+                ..Default::default()
+            },
+        );
+        assert!(p.executable(), "{p:?}");
+        assert_eq!(p.targets[0].remediation, Remediation::Bootstrap);
+        let a = actions(&p);
+        assert!(
+            a.contains(&"cr.suspend")
+                && a.contains(&"cr.resume")
+                && a.contains(&"statefulset.scale")
+        );
+        let p = plan(
+            &galera_all_down(None),
+            &RepairRequest {
+                bootstrap: Some("galera-0".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.refusals[0].gate, "authority-undeterminable");
+        assert!(p.refusals[0].message.contains("--recover-positions"));
+    }
+
+    #[test]
+    fn galera_bootstrap_while_a_primary_component_runs_is_refused() {
+        let r = report(
+            "galera",
+            Verdict::Unhealthy,
+            Authority::Provable {
+                leader: "galera-0".into(),
+            },
+            vec![
+                inst("galera-0", Role::Node, InstanceState::Healthy),
+                inst("galera-1", Role::Node, InstanceState::Healthy),
+                inst("galera-2", Role::Node, InstanceState::NeedsReseed),
+            ],
+        );
+        let p = plan(
+            &r,
+            &RepairRequest {
+                bootstrap: Some("galera-0".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.refusals[0].gate, "bootstrap-not-all-down");
+        // Healing any node (not only the highest ordinal) is planned.
+        let p = plan(
+            &r,
+            &RepairRequest {
+                instance: Some("galera-2".into()),
+                ..Default::default()
+            },
+        );
+        assert!(p.executable());
+        let p2 = plan(
+            &report(
+                "galera",
+                Verdict::Unhealthy,
+                Authority::Provable {
+                    leader: "galera-2".into(),
+                },
+                vec![
+                    inst("galera-0", Role::Node, InstanceState::NeedsReseed),
+                    inst("galera-1", Role::Node, InstanceState::Healthy),
+                    inst("galera-2", Role::Node, InstanceState::Healthy),
+                ],
+            ),
+            &RepairRequest {
+                instance: Some("galera-0".into()),
+                ..Default::default()
+            },
+        );
+        assert!(p2.executable(), "{p2:?}");
+        assert_eq!(p2.targets[0].ordinal, Some(0));
+    }
+}
