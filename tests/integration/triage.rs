@@ -138,6 +138,55 @@ fn triage_with(
     (envelope(&out)["data"].clone(), took)
 }
 
+/// Runs `hasteward repair … -o json` with `extra` flags; returns (exit code, envelope). Asserts that
+/// no mutating request reached the API (every call here is a dry run or refused).
+fn repair_no_mutation(sim: &Simulator, dir: &Path, engine: &str, extra: &[&str]) -> (i32, Value) {
+    sim.clear_requests();
+    let mut args: Vec<String> = [
+        "repair",
+        "--kubeconfig",
+        &dir.join("kubeconfig").display().to_string(),
+        "-e",
+        engine,
+        "-c",
+        if engine == "cnpg" { "pg" } else { "galera" },
+        "-n",
+        NS,
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let (code, out, err) = run(&args, None);
+    let mutations: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.is_mutation())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        mutations.is_empty(),
+        "repair {extra:?} mutated: {mutations:?}\n{err}"
+    );
+    (code, envelope(&out))
+}
+
+fn plan_targets(env: &Value) -> Vec<(String, String)> {
+    env["data"]["plan"]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["instance"].as_str().unwrap().to_string(),
+                t["remediation"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 fn state_of<'a>(report: &'a Value, instance: &str) -> &'a str {
     report["instances"]
         .as_array()
@@ -275,6 +324,35 @@ fn cnpg_replica_left_on_the_old_timeline_after_a_failover_needs_reseed() {
     let mut fail_on = args;
     fail_on.extend(["--fail-on".to_string(), "diverged".into()]);
     assert_eq!(run(&fail_on, None).0, 0);
+
+    // repair --dry-run: the exact plan (reseed pg-3 after an escrow of pg-2), nothing sent.
+    let (code, env) = repair_no_mutation(&sim, dir.path(), "cnpg", &["--dry-run"]);
+    assert_eq!(code, 0, "{env:#}");
+    assert_eq!(
+        plan_targets(&env),
+        [("pg-3".to_string(), "reseed".to_string())]
+    );
+    let plan = &env["data"]["plan"];
+    assert_eq!(plan["escrow"][0]["instance"], "pg-2", "{env:#}");
+    let actions: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.first(), Some(&"lease.acquire"), "{actions:?}");
+    assert!(
+        actions.contains(&"fence.add") && actions.contains(&"helper.run"),
+        "{actions:?}"
+    );
+    // The primary is never a target, whatever the flags.
+    let (code, env) =
+        repair_no_mutation(&sim, dir.path(), "cnpg", &["--instance", "pg-2", "--force"]);
+    assert_eq!(code, 3, "{env:#}");
+    assert_eq!(
+        env["errors"][0]["code"],
+        "repair.refused.target-is-authority"
+    );
 }
 
 #[test]
@@ -306,6 +384,30 @@ fn cnpg_two_primaries_that_both_wrote_are_diverged_and_no_leader_is_named() {
     assert_eq!(report["authority"]["outcome"], "diverged", "{s}");
     assert_eq!(report["safeToHeal"], false, "{s}");
     assert!(report["authority"].get("leader").is_none(), "{s}");
+
+    // repair refuses a split brain (no dry run needed: nothing is sent).
+    let (code, env) = repair_no_mutation(&sim, dir.path(), "cnpg", &[]);
+    assert_eq!(code, 3, "{env:#}");
+    assert_eq!(env["errors"][0]["code"], "repair.refused.split-brain");
+    // Forced onto a named replica, the plan captures every side first.
+    let (code, env) = repair_no_mutation(
+        &sim,
+        dir.path(),
+        "cnpg",
+        &["--instance", "pg-2", "--force", "--dry-run"],
+    );
+    assert_eq!(code, 0, "{env:#}");
+    let escrow: Vec<(&str, &str)> = env["data"]["plan"]["escrow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["instance"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        escrow,
+        [("backup", "pg-1"), ("diverged", "pg-2")],
+        "{env:#}"
+    );
 }
 
 #[test]
@@ -323,6 +425,16 @@ fn cnpg_an_instance_that_cannot_be_read_blocks_the_authority() {
     assert_eq!(report["verdict"], "undeterminable", "{s}");
     assert_eq!(report["safeToHeal"], false, "{s}");
     assert_eq!(state_of(&report, "pg-2"), "unknown", "{s}");
+
+    for flags in [
+        &[][..],
+        &["--force"][..],
+        &["--instance", "pg-2", "--force"][..],
+    ] {
+        let (code, env) = repair_no_mutation(&sim, dir.path(), "cnpg", flags);
+        assert_eq!(code, 3, "{flags:?}: {env:#}");
+        assert_eq!(env["errors"][0]["code"], "repair.refused.authority-unread");
+    }
 }
 
 /// A simulator for Galera cluster `galera` over `g`; `ready[i]` = node i's container is Ready.
@@ -574,6 +686,44 @@ fn galera_all_nodes_down_at_different_positions_names_the_most_advanced() {
         diagnosis_codes(&report).contains(&"galera-unsafe-bootstrap-flag".to_string()),
         "{s}"
     );
+
+    // repair: healing needs a donor (refused); the bootstrap plan names galera-0 only.
+    let (code, env) = repair_no_mutation(&sim, dir.path(), "galera", &["--recover-positions"]);
+    assert_eq!(code, 3, "{env:#}");
+    assert_eq!(env["errors"][0]["code"], "repair.refused.all-down");
+    let (code, env) = repair_no_mutation(
+        &sim,
+        dir.path(),
+        "galera",
+        &[
+            "--recover-positions",
+            "--bootstrap",
+            "galera-1",
+            "--force",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code, 3, "{env:#}");
+    assert_eq!(
+        env["errors"][0]["code"],
+        "repair.refused.bootstrap-not-most-advanced"
+    );
+    let (code, env) = repair_no_mutation(
+        &sim,
+        dir.path(),
+        "galera",
+        &[
+            "--recover-positions",
+            "--bootstrap",
+            "galera-0",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code, 0, "{env:#}");
+    assert_eq!(
+        plan_targets(&env),
+        [("galera-0".to_string(), "bootstrap".to_string())]
+    );
 }
 
 #[test]
@@ -610,4 +760,131 @@ fn cnpg_old_primary_rewound_onto_the_new_timeline_is_a_healthy_replica() {
         p.psql("postgres", "SELECT count(*) FROM t WHERE g = -1"),
         "0"
     );
+}
+
+#[test]
+fn repair_restarts_a_replica_under_the_cluster_lease() {
+    let p = Postgres::start();
+    let r2 = p.start_replica_named("pg-2");
+    let (sim, dir) = cnpg_sim("pg-1", &[("pg-1", &p), ("pg-2", &r2)]);
+    let original = sim.get("v1", "pods", Some(NS), "pg-2").unwrap();
+    // A stand-in for the CNPG operator: recreate pg-2 once it is deleted.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let operator = {
+        let stop = stop.clone();
+        let url = sim.url();
+        let mut pod = original.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let gone = std::process::Command::new("curl")
+                    .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                    .arg(format!("{url}/api/v1/namespaces/{NS}/pods/pg-2"))
+                    .output()
+                    .map(|o| o.stdout == b"404")
+                    .unwrap_or(false);
+                if gone {
+                    pod["metadata"].as_object_mut().unwrap().remove("uid");
+                    pod["metadata"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("resourceVersion");
+                    let body = serde_json::to_string(&pod).unwrap();
+                    let _ = std::process::Command::new("curl")
+                        .args([
+                            "-s",
+                            "-o",
+                            "/dev/null",
+                            "-X",
+                            "POST",
+                            "-H",
+                            "Content-Type: application/json",
+                            "--data",
+                            &body,
+                        ])
+                        .arg(format!("{url}/api/v1/namespaces/{NS}/pods"))
+                        .output();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    sim.clear_requests();
+    let kubeconfig = dir.path().join("kubeconfig").display().to_string();
+    let args: Vec<String> = [
+        "repair",
+        "--kubeconfig",
+        &kubeconfig,
+        "-e",
+        "cnpg",
+        "-c",
+        "pg",
+        "-n",
+        NS,
+        "--instance",
+        "pg-2",
+        "--force",
+        "--heal-timeout",
+        "30",
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (code, out, err) = run(&args, None);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    operator.join().unwrap();
+    assert_eq!(code, 0, "{out}\n{err}");
+    let mutations: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.is_mutation())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    let lease_path = format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases");
+    assert_eq!(
+        mutations,
+        [
+            format!("POST {lease_path}"),
+            format!("DELETE /api/v1/namespaces/{NS}/pods/pg-2"),
+            format!("POST /api/v1/namespaces/{NS}/pods"),
+            format!("DELETE {lease_path}/hasteward-pg"),
+        ],
+        "{err}"
+    );
+    assert!(sim
+        .get("coordination.k8s.io/v1", "leases", Some(NS), "hasteward-pg")
+        .is_none());
+    let after = sim.get("v1", "pods", Some(NS), "pg-2").unwrap();
+    assert_ne!(after["metadata"]["uid"], original["metadata"]["uid"]);
+    assert_eq!(envelope(&out)["data"]["after"]["verdict"], "healthy");
+
+    // A lease held by another live run refuses the repair (exit 3), and is left alone.
+    sim.put(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "hasteward-pg", "namespace": NS},
+        "spec": {"holderIdentity": "repair@elsewhere:1:1", "leaseDurationSeconds": 60,
+                 "renewTime": chrono_now()}
+    }));
+    let (code, out, err) = run(&args, None);
+    assert_eq!(code, 3, "{out}{err}");
+    let env = envelope(&out);
+    assert_eq!(env["errors"][0]["code"], "cluster.busy");
+    assert!(
+        env["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("repair@elsewhere"),
+        "{out}"
+    );
+    assert!(sim
+        .get("coordination.k8s.io/v1", "leases", Some(NS), "hasteward-pg")
+        .is_some());
+}
+
+fn chrono_now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
 }

@@ -61,6 +61,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Read-only diagnosis of a CNPG or Galera cluster: facts, authority, verdict, advice.
     Triage(TriageArgs),
+    /// Heal a CNPG or Galera cluster: triage, plan, check the safety gates, escrow, act.
+    Repair(RepairArgs),
     /// Run backup → snapshots → verify → restore on a throwaway local PostgreSQL and repository.
     Demo(DemoArgs),
 }
@@ -106,6 +108,51 @@ pub struct TriageArgs {
     /// node's data (as mariadb-operator's recovery does), so it is opt-in.
     #[arg(long, env = "HASTEWARD_RECOVER_POSITIONS")]
     pub recover_positions: bool,
+}
+
+/// `repair`.
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Engine: `cnpg` or `galera`.
+    #[arg(short = 'e', long, value_enum, env = "HASTEWARD_ENGINE")]
+    pub engine: EngineArg,
+    /// The cluster: the CNPG `Cluster` or the `MariaDB` resource.
+    #[arg(short = 'c', long, env = "HASTEWARD_CLUSTER")]
+    pub cluster: String,
+    /// Namespace of the cluster.
+    #[arg(
+        short = 'n',
+        long,
+        default_value = "default",
+        env = "HASTEWARD_NAMESPACE"
+    )]
+    pub namespace: String,
+    /// Heal only this instance (pod name); default: every instance triage says needs it.
+    #[arg(long, env = "HASTEWARD_INSTANCE")]
+    pub instance: Option<String>,
+    /// Galera: bootstrap a new Primary component from this node after a total outage (it must
+    /// be the provable most advanced node).
+    #[arg(long, value_name = "NODE", env = "HASTEWARD_BOOTSTRAP")]
+    pub bootstrap: Option<String>,
+    /// Override the gates that allow it (see docs/safety.md); never the ones protecting the
+    /// authoritative data.
+    #[arg(long, env = "HASTEWARD_FORCE")]
+    pub force: bool,
+    /// Skip the escrow backup before destructive steps (loud; the data is gone if the plan is
+    /// wrong).
+    #[arg(long, env = "HASTEWARD_NO_ESCROW")]
+    pub no_escrow: bool,
+    /// Galera: recover the positions of stopped nodes first (see `triage --recover-positions`).
+    #[arg(long, env = "HASTEWARD_RECOVER_POSITIONS")]
+    pub recover_positions: bool,
+    /// How long to wait for a healed instance to be Ready, in seconds.
+    #[arg(long, default_value_t = 600, env = "HASTEWARD_HEAL_TIMEOUT")]
+    pub heal_timeout: u64,
+    /// Print the exact plan and change nothing.
+    #[arg(long, env = "HASTEWARD_DRY_RUN")]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub repo: RepoArgs,
 }
 
 /// `--fail-on` thresholds.

@@ -51,6 +51,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Prune(_) => "prune",
         Command::Verify(_) => "verify",
         Command::Triage(_) => "triage",
+        Command::Repair(_) => "repair",
         Command::Demo(_) => "demo",
     };
     let mut rep = Reporter::new(cli.output, name);
@@ -61,6 +62,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Prune(a) => prune(&cli, a, &mut rep).await,
         Command::Verify(a) => verify(&cli, a, &mut rep, &cancel).await,
         Command::Triage(a) => crate::triage::run(&cli, a, &mut rep).await,
+        Command::Repair(a) => crate::repair::run(&cli, a, &mut rep, &cancel).await,
         Command::Demo(a) => crate::demo::run(&cli, a, &mut rep, &cancel).await,
     };
     match result {

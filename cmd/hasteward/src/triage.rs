@@ -3,7 +3,7 @@
 use hasteward_engines::triage::{cnpg, galera};
 use hasteward_engines::Error;
 use hasteward_model::ExitCode;
-use hasteward_triage::Verdict;
+use hasteward_triage::{Report, Verdict};
 
 use crate::cli::{Cli, EngineArg, FailOn, TriageArgs};
 use crate::commands::usage;
@@ -14,40 +14,15 @@ pub async fn run(cli: &Cli, a: &TriageArgs, rep: &mut Reporter) -> Result<ExitCo
     hasteward_model::validate_name("cluster (-c)", &a.cluster).map_err(usage)?;
     hasteward_model::validate_name("namespace (-n)", &a.namespace).map_err(usage)?;
     let kube = crate::targets::kube(cli).await?;
-    let report = match a.engine {
-        EngineArg::Cnpg if a.recover_positions => {
-            return Err(usage(
-                "--recover-positions is for -e galera (mariadbd --wsrep-recover); CNPG positions are read from pg_controldata",
-            ))
-        }
-        EngineArg::Cnpg => {
-            let input = rep
-                .step("collect", cnpg::collect(&kube, &a.namespace, &a.cluster))
-                .await?;
-            hasteward_triage::cnpg::analyze(&input)
-        }
-        EngineArg::Galera => {
-            let input = rep
-                .step(
-                    "collect",
-                    galera::collect(
-                        &kube,
-                        &a.namespace,
-                        &a.cluster,
-                        &galera::CollectOptions {
-                            recover_positions: a.recover_positions,
-                        },
-                    ),
-                )
-                .await?;
-            hasteward_triage::galera::analyze(&input)
-        }
-        other => {
-            return Err(usage(format!(
-                "triage supports -e cnpg and -e galera, not {other:?} (standalone databases have no replicas to arbitrate)"
-            )))
-        }
-    };
+    let report = triage_report(
+        &kube,
+        rep,
+        a.engine,
+        &a.namespace,
+        &a.cluster,
+        a.recover_positions,
+    )
+    .await?;
     let text = hasteward_triage::render_text(&report);
     let data = serde_json::to_value(&report).unwrap_or_default();
     match a.fail_on {
@@ -85,6 +60,49 @@ fn fails(verdict: Verdict, threshold: FailOn) -> bool {
         FailOn::Diverged => Verdict::Diverged,
     };
     verdict >= floor
+}
+
+/// Collects (read-only) and analyzes one cluster.
+pub async fn triage_report(
+    kube: &hasteward_k8s::Kube,
+    rep: &Reporter,
+    engine: EngineArg,
+    namespace: &str,
+    cluster: &str,
+    recover_positions: bool,
+) -> Result<Report, Error> {
+    Ok(match engine {
+        EngineArg::Cnpg if recover_positions => {
+            return Err(usage(
+                "--recover-positions is for -e galera (mariadbd --wsrep-recover); CNPG positions are read from pg_controldata",
+            ))
+        }
+        EngineArg::Cnpg => {
+            let input = rep
+                .step("collect", cnpg::collect(kube, namespace, cluster))
+                .await?;
+            hasteward_triage::cnpg::analyze(&input)
+        }
+        EngineArg::Galera => {
+            let input = rep
+                .step(
+                    "collect",
+                    galera::collect(
+                        kube,
+                        namespace,
+                        cluster,
+                        &galera::CollectOptions { recover_positions },
+                    ),
+                )
+                .await?;
+            hasteward_triage::galera::analyze(&input)
+        }
+        other => {
+            return Err(usage(format!(
+                "-e cnpg and -e galera have replicas to triage and repair, not {other:?}"
+            )))
+        }
+    })
 }
 
 #[cfg(test)]

@@ -86,6 +86,7 @@ impl Error {
             Self::Exec(hasteward_exec::Error::ProgramNotFound { .. }) => ExitCode::Dependency,
             Self::Exec(hasteward_exec::Error::Remote { .. }) => ExitCode::Dependency,
             Self::Kube(e) if e.is_dependency() => ExitCode::Dependency,
+            Self::Kube(hasteward_k8s::Error::Busy { .. }) => ExitCode::Refused,
             Self::Tagging { .. } => ExitCode::Partial,
             _ => ExitCode::Failed,
         }
@@ -109,6 +110,7 @@ impl Error {
             ) => "cluster.unreachable",
             Self::Kube(hasteward_k8s::Error::NotFound { .. }) => "cluster.not_found",
             Self::Kube(hasteward_k8s::Error::PodNotReady { .. }) => "cluster.pod_not_ready",
+            Self::Kube(hasteward_k8s::Error::Busy { .. }) => "cluster.busy",
             Self::Kube(_) => "cluster.api",
             Self::Io { .. } => "io",
         }
@@ -123,6 +125,7 @@ impl Error {
                 e,
                 hasteward_k8s::Error::Unreachable { .. }
                     | hasteward_k8s::Error::Conflict { .. }
+                    | hasteward_k8s::Error::Busy { .. }
                     | hasteward_k8s::Error::PodNotReady { .. }
             ),
             _ => false,

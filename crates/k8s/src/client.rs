@@ -85,6 +85,7 @@ pub async fn connect(opts: &ClientOptions) -> Result<Kube> {
 }
 
 /// What a call was about, to turn `kube::Error`s into messages that name the object.
+#[derive(Clone, Copy)]
 pub(crate) struct Target<'a> {
     pub kind: &'a str,
     pub namespace: &'a str,

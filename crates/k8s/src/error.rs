@@ -59,6 +59,16 @@ pub enum Error {
         /// What is missing or malformed.
         detail: String,
     },
+    /// Another run holds the cluster's lease.
+    #[error("{what} is held by {holder} ({detail}): another hasteward operation on this cluster is running; wait for it, or for the lease to expire if its holder died")]
+    Busy {
+        /// The lease.
+        what: String,
+        /// Its holder.
+        holder: String,
+        /// When it was last renewed.
+        detail: String,
+    },
     /// Optimistic concurrency kept failing.
     #[error("{what}: the object kept changing under us ({attempts} attempts); retry later")]
     Conflict {

@@ -1,8 +1,9 @@
 //! Pods, and container readiness looked up by container name (never by index: sidecars and
 //! init containers shift positions).
 
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, ListParams, LogParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, WatchEvent, WatchParams};
 
 use crate::client::Target;
 use crate::{Error, Kube, Result};
@@ -131,6 +132,102 @@ impl Kube {
             Ok(pvc) => Ok(Some(pvc)),
             Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a pod (default grace period); returns the deleted pod's uid, so a wait can tell
+    /// the recreated pod from the old one.
+    pub async fn delete_pod(&self, namespace: &str, name: &str) -> Result<Option<String>> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let target = Target {
+            kind: "pod",
+            namespace,
+            name,
+        };
+        let uid = self
+            .call("get pod", target, api.get(name))
+            .await?
+            .metadata
+            .uid;
+        self.call(
+            "delete pod",
+            target,
+            api.delete(name, &DeleteParams::default()),
+        )
+        .await?;
+        Ok(uid)
+    }
+
+    /// Waits, by watching the pod, until a pod `name` whose uid is not `old_uid` is Running with
+    /// `container` Ready, or `timeout` passes ([`Error::PodNotReady`] saying what it last was).
+    pub async fn wait_pod_ready(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+        old_uid: Option<&str>,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let ready = |pod: &Pod| {
+            pod.metadata.uid.as_deref() != old_uid
+                && pod.metadata.deletion_timestamp.is_none()
+                && require_ready(pod, container).is_ok()
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = "not seen yet".to_string();
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::PodNotReady {
+                    namespace: namespace.into(),
+                    pod: name.into(),
+                    reason: format!("not Ready within {timeout:?} ({last})"),
+                });
+            }
+            let version = match api.get_opt(name).await {
+                Ok(Some(pod)) if ready(&pod) => return Ok(()),
+                Ok(Some(pod)) => {
+                    last = match require_ready(&pod, container) {
+                        Err(e) => e.to_string(),
+                        Ok(()) => "the old pod is still there".into(),
+                    };
+                    pod.metadata.resource_version.unwrap_or_default()
+                }
+                Ok(None) => {
+                    last = "no pod yet".into();
+                    "0".into()
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    "0".into()
+                }
+            };
+            let secs = (deadline - now).as_secs().clamp(1, 290) as u32;
+            let params = WatchParams::default()
+                .fields(&format!("metadata.name={name}"))
+                .timeout(secs);
+            let stream = match api.watch(&params, &version).await {
+                Ok(s) => s,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let mut stream = stream.boxed();
+            let until = tokio::time::sleep_until(deadline);
+            tokio::pin!(until);
+            loop {
+                tokio::select! {
+                    _ = &mut until => break,
+                    event = stream.try_next() => match event {
+                        Ok(Some(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) if ready(&pod) => return Ok(()),
+                        Ok(Some(_)) => continue,
+                        // The watch ended (timeout, expired version, error): look again.
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
         }
     }
 

@@ -245,12 +245,15 @@ fn authority_gates(report: &Report, request: &RepairRequest, plan: &mut RepairPl
     }
 }
 
+/// The operator's primary (CNPG `status.currentPrimary`), else the instance that acts as one.
 fn primary_of(report: &Report) -> Option<&str> {
-    report
-        .instances
-        .iter()
-        .find(|i| i.role == Role::Primary)
-        .map(|i| i.name.as_str())
+    report.operator_primary.as_deref().or_else(|| {
+        report
+            .instances
+            .iter()
+            .find(|i| i.role == Role::Primary)
+            .map(|i| i.name.as_str())
+    })
 }
 
 fn remediation_for(state: InstanceState) -> Option<Remediation> {
@@ -293,7 +296,10 @@ fn plan_heal(report: &Report, request: &RepairRequest, plan: &mut RepairPlan) {
                 );
                 return;
             };
-            if Some(name) == authority.as_ref() || inst.role == Role::Primary {
+            let protected = Some(name) == authority.as_ref()
+                || Some(name.as_str()) == primary_of(report)
+                || (report.verdict != Verdict::Diverged && inst.role == Role::Primary);
+            if protected {
                 refuse(
                     plan,
                     "target-is-authority",
@@ -416,6 +422,10 @@ fn plan_escrow(report: &Report, request: &RepairRequest, plan: &mut RepairPlan) 
         .targets
         .iter()
         .any(|t| t.remediation != Remediation::Restart);
+    if !destructive && report.verdict != Verdict::Diverged {
+        // Restarts destroy nothing: no escrow needed (and no repository).
+        return;
+    }
     if request.no_escrow {
         if destructive {
             plan.warnings.push(
@@ -673,6 +683,7 @@ mod tests {
             cluster: "pg".into(),
             verdict,
             safe_to_heal: matches!(authority, Authority::Provable { .. }),
+            operator_primary: None,
             authority,
             instances,
             diagnoses: Vec::new(),
@@ -1001,4 +1012,121 @@ mod tests {
         assert!(p2.executable(), "{p2:?}");
         assert_eq!(p2.targets[0].ordinal, Some(0));
     }
+}
+
+#[cfg(test)]
+mod escrow_tests {
+    use super::*;
+
+    #[test]
+    fn restarts_alone_need_no_escrow() {
+        let r = Report {
+            engine: "cnpg".into(),
+            namespace: "db".into(),
+            cluster: "pg".into(),
+            verdict: Verdict::Unhealthy,
+            authority: Authority::Provable {
+                leader: "pg-1".into(),
+            },
+            safe_to_heal: true,
+            operator_primary: None,
+            instances: vec![
+                crate::InstanceAssessment {
+                    name: "pg-1".into(),
+                    ordinal: Some(1),
+                    role: Role::Primary,
+                    position: "TL 1 0/1".into(),
+                    lag: None,
+                    disk_percent: None,
+                    state: InstanceState::Healthy,
+                    advice: String::new(),
+                    remedy: None,
+                },
+                crate::InstanceAssessment {
+                    name: "pg-2".into(),
+                    ordinal: Some(2),
+                    role: Role::Replica,
+                    position: "TL 1 0/1".into(),
+                    lag: None,
+                    disk_percent: None,
+                    state: InstanceState::NeedsRestart,
+                    advice: String::new(),
+                    remedy: None,
+                },
+            ],
+            diagnoses: Vec::new(),
+            next_command: None,
+            facts: serde_json::Value::Null,
+        };
+        let p = plan(&r, &RepairRequest::default());
+        assert!(p.executable());
+        assert!(p.escrow.is_empty());
+        assert!(p.steps.iter().all(|s| !s.destructive));
+    }
+}
+
+/// The plan as text: targets, escrow, numbered steps (destructive ones marked), refusals.
+pub fn render_plan_text(plan: &RepairPlan) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "repair plan for {} cluster {}/{} (triage verdict: {}, authority: {})",
+        plan.engine,
+        plan.namespace,
+        plan.cluster,
+        plan.verdict.as_str(),
+        plan.authority.as_deref().unwrap_or("not provable")
+    );
+    for r in &plan.refusals {
+        let _ = writeln!(
+            out,
+            "REFUSED ({}): {}{}",
+            r.gate,
+            r.message,
+            if r.overridable {
+                ""
+            } else {
+                " [not overridable]"
+            }
+        );
+    }
+    for w in &plan.warnings {
+        let _ = writeln!(out, "WARNING: {w}");
+    }
+    if !plan.targets.is_empty() {
+        out.push_str("targets:\n");
+        for t in &plan.targets {
+            let remediation = match t.remediation {
+                Remediation::Restart => "restart",
+                Remediation::Reseed => "reseed",
+                Remediation::Bootstrap => "bootstrap",
+            };
+            let _ = writeln!(out, "  {} → {remediation}: {}", t.instance, t.why);
+        }
+    }
+    if !plan.steps.is_empty() {
+        out.push_str("steps:\n");
+        for (i, s) in plan.steps.iter().enumerate() {
+            let mark = if s.destructive {
+                " [destructive]"
+            } else if !s.mutating {
+                " [read-only]"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "  {:>2}. {} {}{mark}\n      {}",
+                i + 1,
+                s.action,
+                s.resource,
+                s.detail
+            );
+        }
+    }
+    for s in &plan.skipped {
+        let _ = writeln!(out, "left alone: {s}");
+    }
+    out.trim_end().to_string()
 }

@@ -205,6 +205,9 @@ pub struct Report {
     pub authority: Authority,
     /// Whether destructive remedies (reseed, restart) are safe: only with a provable authority.
     pub safe_to_heal: bool,
+    /// The instance the operator treats as primary (CNPG `status.currentPrimary`); Galera has
+    /// none. Repair never rebuilds it.
+    pub operator_primary: Option<String>,
     /// Instances, in ordinal order.
     pub instances: Vec<InstanceAssessment>,
     /// Findings, most severe first.

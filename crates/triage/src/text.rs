@@ -168,6 +168,7 @@ mod tests {
                 leader: "pg-1".into(),
             },
             safe_to_heal: true,
+            operator_primary: None,
             instances: vec![InstanceAssessment {
                 name: "pg-2".into(),
                 ordinal: Some(2),

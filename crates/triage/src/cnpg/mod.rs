@@ -154,6 +154,7 @@ pub fn analyze(input: &CnpgInput) -> Report {
         }),
     };
     Report {
+        operator_primary: input.cluster.current_primary.clone(),
         engine: "cnpg".into(),
         namespace: input.cluster.namespace.clone(),
         cluster: input.cluster.name.clone(),

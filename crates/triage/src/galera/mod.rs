@@ -85,6 +85,7 @@ pub fn analyze(input: &GaleraInput) -> Report {
         quorum: &decision.quorum,
     };
     Report {
+        operator_primary: None,
         engine: "galera".to_string(),
         namespace: input.cluster.namespace.clone(),
         cluster: input.cluster.name.clone(),
