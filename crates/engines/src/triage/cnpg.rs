@@ -36,10 +36,11 @@ pub async fn collect(kube: &Kube, namespace: &str, name: &str) -> Result<CnpgInp
             .map(|i| format!("{name}-{i}"))
             .collect();
     }
-    // Pods of the cluster that are not in the expected list are looked at too.
+    // Instance pods of the cluster that are not in the expected list are looked at too; job
+    // pods (`<instance>-join-…`, `-initdb-…`) carry the cluster label but are not instances.
     for pod in &pods {
         if let Some(n) = &pod.metadata.name {
-            if !expected.contains(n) {
+            if !expected.contains(n) && super::is_instance_pod(pod, name, "cnpg.io/podRole") {
                 expected.push(n.clone());
             }
         }
@@ -130,10 +131,11 @@ async fn collect_instance(
         return input;
     };
     if view.is_crashloop() {
-        input.crash_log = kube
-            .pod_log_tail(namespace, name, CONTAINER, LOG_LINES)
-            .await
-            .ok();
+        input.crash_log = Some(
+            kube.pod_log_tail(namespace, name, CONTAINER, LOG_LINES)
+                .await
+                .unwrap_or_else(|e| format!("(the container log could not be read: {e})")),
+        );
     }
     let runner = PodRunner::new(kube, namespace, name, CONTAINER);
     let no_args: [&str; 0] = [];

@@ -15,7 +15,7 @@ use hasteward_triage::galera::{self as analysis, ClusterView, Condition, GaleraI
 use hasteward_triage::{Observed, PodView};
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{observe, pod_view};
+use super::{observe, observe_with_deadline, pod_view};
 use crate::pod::{PodAuth, PodDatabase};
 use crate::target::Target;
 use crate::Result;
@@ -45,9 +45,11 @@ pub async fn collect(
     };
     let replicas = cr.replicas.unwrap_or(0).max(0) as u32;
     let mut expected: Vec<String> = (0..replicas).map(|i| format!("{name}-{i}")).collect();
+    // Only StatefulSet members (`<name>-N`): mariadb-operator's recovery pods carry the same
+    // instance label.
     for pod in &pods {
         if let Some(n) = &pod.metadata.name {
-            if !expected.contains(n) {
+            if !expected.contains(n) && super::is_instance_pod(pod, name, "") {
                 expected.push(n.clone());
             }
         }
@@ -135,14 +137,21 @@ async fn collect_node(
         wsrep,
     );
     if wsrep.output().is_none() {
-        input.log_hint = kube
-            .pod_log_tail(namespace, name, CONTAINER, LOG_LINES)
-            .await
-            .ok();
+        input.log_hint = Some(
+            kube.pod_log_tail(namespace, name, CONTAINER, LOG_LINES)
+                .await
+                .unwrap_or_else(|e| format!("(the container log could not be read: {e})")),
+        );
     }
+    let serving = view.as_ref().is_some_and(|v| v.ready);
     if wsrep.output().is_none() {
-        input.recovered = if options.recover_positions {
-            observe(
+        input.recovered = if serving {
+            Observed::NotAttempted(
+                "the container is Ready (its server may be running): its position is not recovered offline".into(),
+            )
+        } else if options.recover_positions {
+            observe_with_deadline(
+                RECOVER_DEADLINE,
                 &runner,
                 super::script(RECOVER_SCRIPT, [analysis::DATA_DIR])
                     .labelled("mariadbd --wsrep-recover"),
@@ -159,6 +168,10 @@ async fn collect_node(
     input.wsrep = wsrep;
     input
 }
+
+/// How long `mariadbd --wsrep-recover` may take (InnoDB crash recovery, and its wait for the
+/// data files' lock when a server still holds them).
+const RECOVER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What collection may do beyond reading.
 #[derive(Debug, Clone, Default)]

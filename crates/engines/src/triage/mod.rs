@@ -24,9 +24,19 @@ pub const EXEC_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Runs `spec` and keeps its stdout, or why there is none.
 pub(crate) async fn observe<R: Runner>(runner: &R, spec: CommandSpec) -> Observed {
-    match tokio::time::timeout(EXEC_DEADLINE, capture(runner, &spec)).await {
+    observe_with_deadline(EXEC_DEADLINE, runner, spec).await
+}
+
+/// [`observe`] with its own deadline. A command past its deadline has its exec connection
+/// closed (in a pod that ends the process when it next writes; nothing can signal it).
+pub(crate) async fn observe_with_deadline<R: Runner>(
+    deadline: Duration,
+    runner: &R,
+    spec: CommandSpec,
+) -> Observed {
+    match tokio::time::timeout(deadline, capture(runner, &spec)).await {
         Err(_) => Observed::Failed(format!(
-            "{} did not finish within {EXEC_DEADLINE:?}",
+            "{} did not finish within {deadline:?}",
             spec.name()
         )),
         Ok(Err(e)) => Observed::Failed(e.to_string()),
@@ -57,6 +67,22 @@ fn program_of(script: &str) -> String {
         .to_string()
 }
 
+/// Whether a pod carrying the cluster's label is one of its instances: named `<cluster>-<N>`,
+/// or marked by `role_label` = `instance` (CNPG's `cnpg.io/podRole`).
+pub(crate) fn is_instance_pod(pod: &Pod, cluster: &str, role_label: &str) -> bool {
+    let labels = pod.metadata.labels.as_ref();
+    if !role_label.is_empty() {
+        if let Some(role) = labels.and_then(|l| l.get(role_label)) {
+            return role == "instance";
+        }
+    }
+    pod.metadata
+        .name
+        .as_deref()
+        .and_then(|n| n.strip_prefix(cluster)?.strip_prefix('-'))
+        .is_some_and(|ordinal| !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// What the analysis needs of a pod, from the API object.
 pub(crate) fn pod_view(pod: &Pod, container: &str) -> PodView {
     PodView {
@@ -80,5 +106,63 @@ pub(crate) fn volume_state(
             None => VolumeState::Other("no phase".into()),
         },
         Err(e) => VolumeState::Unknown(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(name: &str, labels: &[(&str, &str)]) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn job_and_recovery_pods_are_not_instances() {
+        assert!(is_instance_pod(&pod("pg-4", &[]), "pg", "cnpg.io/podRole"));
+        assert!(!is_instance_pod(
+            &pod("pg-4-join-x7", &[]),
+            "pg",
+            "cnpg.io/podRole"
+        ));
+        assert!(!is_instance_pod(
+            &pod("pg-1-initdb-abc", &[("cnpg.io/podRole", "job")]),
+            "pg",
+            "cnpg.io/podRole"
+        ));
+        assert!(is_instance_pod(
+            &pod("odd", &[("cnpg.io/podRole", "instance")]),
+            "pg",
+            "cnpg.io/podRole"
+        ));
+        assert!(is_instance_pod(&pod("galera-2", &[]), "galera", ""));
+        assert!(!is_instance_pod(
+            &pod("galera-recovery-2", &[]),
+            "galera",
+            ""
+        ));
+        assert!(!is_instance_pod(&pod("galera-", &[]), "galera", ""));
+    }
+
+    #[test]
+    fn programs_are_named_in_messages() {
+        assert_eq!(
+            program_of("LC_ALL=C exec pg_controldata /x"),
+            "pg_controldata"
+        );
+        assert_eq!(program_of("exec df -kP /x"), "df");
     }
 }
