@@ -856,6 +856,14 @@ fn repair_restarts_a_replica_under_the_cluster_lease() {
     assert!(sim
         .get("coordination.k8s.io/v1", "leases", Some(NS), "hasteward-pg")
         .is_none());
+    // Every request hasteward made is allowed by the repair Role (the stand-in operator's
+    // pod creation is not hasteward's).
+    let requests: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| !(r.method == "POST" && r.path.ends_with("/pods")))
+        .collect();
+    crate::kube::assert_role_allows("hasteward-repair", &requests);
     let after = sim.get("v1", "pods", Some(NS), "pg-2").unwrap();
     assert_ne!(after["metadata"]["uid"], original["metadata"]["uid"]);
     assert_eq!(envelope(&out)["data"]["after"]["verdict"], "healthy");
