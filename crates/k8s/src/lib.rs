@@ -10,6 +10,7 @@ mod client;
 mod ended;
 mod error;
 pub mod fencing;
+pub mod helper;
 pub mod lease;
 mod podrunner;
 mod pods;

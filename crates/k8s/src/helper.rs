@@ -1,0 +1,307 @@
+//! Helper pods: short-lived pods that run one command next to a volume (read a `grastate.dat`,
+//! run `mariadbd --wsrep-recover`, `pg_basebackup` into a PVC).
+//!
+//! Every helper gets a unique name (a fixed name collides with a leftover from a crashed run),
+//! an owner reference when one is given (so the cluster's deletion collects it), an
+//! `activeDeadlineSeconds` (the kubelet kills it even if hasteward is gone), labels saying who
+//! made it and why, and is deleted on every path by [`Kube::run_helper`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{
+    Container, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, LogParams, PostParams, WatchEvent, WatchParams};
+
+use crate::client::Target;
+use crate::{Error, Kube, Result};
+
+/// The label every helper carries (value: its purpose).
+pub const HELPER_LABEL: &str = "hasteward.dev/helper";
+
+/// What a helper pod runs and where.
+#[derive(Debug, Clone)]
+pub struct HelperSpec {
+    /// Namespace.
+    pub namespace: String,
+    /// Name prefix (`<instance>-recover`); a unique suffix is added.
+    pub name_prefix: String,
+    /// Purpose, for the [`HELPER_LABEL`] label (`wsrep-recover`, `reseed`).
+    pub purpose: String,
+    /// Container image (the database's own image, so the tools match the data).
+    pub image: String,
+    /// argv.
+    pub command: Vec<String>,
+    /// The volume: PVC name, mount path, read-only.
+    pub volume: Option<(String, String, bool)>,
+    /// Run on this node (where an RWO volume is attached).
+    pub node_name: Option<String>,
+    /// Owner (the cluster's CR).
+    pub owner: Option<OwnerReference>,
+    /// `runAsUser`/`runAsGroup`.
+    pub run_as: Option<(i64, i64)>,
+    /// Killed by the kubelet after this long.
+    pub deadline: Duration,
+    /// Extra labels (e.g. the cluster's, for NetworkPolicies).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// How a helper ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelperOutcome {
+    /// The pod's name.
+    pub pod: String,
+    /// `Succeeded` or `Failed`.
+    pub phase: String,
+    /// The container's exit code, when reported.
+    pub exit_code: Option<i32>,
+    /// Its log (stdout and stderr).
+    pub log: String,
+}
+
+impl HelperOutcome {
+    /// Whether the command exited 0.
+    pub fn succeeded(&self) -> bool {
+        self.phase == "Succeeded"
+    }
+}
+
+/// A unique suffix: 8 hex digits from the clock and the process id.
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mixed = (nanos as u64) ^ (u64::from(std::process::id()) << 32);
+    format!("{:08x}", (mixed ^ (mixed >> 29)) as u32)
+}
+
+/// The pod object for `spec` (pure; the name gets a unique suffix).
+pub fn helper_pod(spec: &HelperSpec) -> Pod {
+    let name = format!("{}-{}", spec.name_prefix, unique_suffix());
+    let mut labels = spec.labels.clone();
+    labels.insert("app.kubernetes.io/managed-by".into(), "hasteward".into());
+    labels.insert(HELPER_LABEL.into(), spec.purpose.clone());
+    let (volumes, mounts) = match &spec.volume {
+        Some((claim, path, read_only)) => (
+            Some(vec![Volume {
+                name: "data".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.clone(),
+                    read_only: Some(*read_only),
+                }),
+                ..Volume::default()
+            }]),
+            Some(vec![VolumeMount {
+                name: "data".into(),
+                mount_path: path.clone(),
+                read_only: Some(*read_only),
+                ..VolumeMount::default()
+            }]),
+        ),
+        None => (None, None),
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(spec.namespace.clone()),
+            labels: Some(labels),
+            annotations: Some(
+                [("sidecar.istio.io/inject".to_string(), "false".to_string())].into(),
+            ),
+            owner_references: spec.owner.clone().map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            active_deadline_seconds: Some(spec.deadline.as_secs().max(1) as i64),
+            node_name: spec.node_name.clone(),
+            security_context: spec.run_as.map(|(uid, gid)| PodSecurityContext {
+                run_as_user: Some(uid),
+                run_as_group: Some(gid),
+                run_as_non_root: Some(uid != 0),
+                ..PodSecurityContext::default()
+            }),
+            containers: vec![Container {
+                name: "helper".into(),
+                image: Some(spec.image.clone()),
+                command: Some(spec.command.clone()),
+                volume_mounts: mounts,
+                ..Container::default()
+            }],
+            volumes,
+            ..PodSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn finished(pod: &Pod) -> Option<String> {
+    let phase = pod.status.as_ref()?.phase.clone()?;
+    matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
+}
+
+fn exit_code(pod: &Pod) -> Option<i32> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()
+        .map(|t| t.exit_code)
+}
+
+impl Kube {
+    /// Creates the helper, waits (watching) until it has finished or `timeout` passes, reads its
+    /// log, and deletes it on every path.
+    pub async fn run_helper(&self, spec: &HelperSpec, timeout: Duration) -> Result<HelperOutcome> {
+        let pod = helper_pod(spec);
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let namespace = spec.namespace.as_str();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let target = Target {
+            kind: "helper pod",
+            namespace,
+            name: &name,
+        };
+        self.call(
+            "create helper pod",
+            target,
+            api.create(&PostParams::default(), &pod),
+        )
+        .await?;
+        let waited = self.wait_finished(&api, &name, timeout).await;
+        let log = self
+            .call(
+                "read helper log",
+                target,
+                api.logs(&name, &LogParams::default()),
+            )
+            .await
+            .unwrap_or_else(|e| format!("(the helper's log could not be read: {e})"));
+        let deleted = self
+            .call(
+                "delete helper pod",
+                target,
+                api.delete(&name, &DeleteParams::background()),
+            )
+            .await;
+        let pod = waited?;
+        if let Err(e) = deleted {
+            if !matches!(e, Error::NotFound { .. }) {
+                tracing::warn!(pod = %name, "could not delete the helper pod: {e}");
+            }
+        }
+        Ok(HelperOutcome {
+            pod: name,
+            phase: finished(&pod).unwrap_or_default(),
+            exit_code: exit_code(&pod),
+            log,
+        })
+    }
+
+    async fn wait_finished(&self, api: &Api<Pod>, name: &str, timeout: Duration) -> Result<Pod> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let version = match api.get_opt(name).await {
+                Ok(Some(pod)) if finished(&pod).is_some() => return Ok(pod),
+                Ok(Some(pod)) => pod.metadata.resource_version.unwrap_or_default(),
+                Ok(None) => {
+                    return Err(Error::PodNotReady {
+                        namespace: api_namespace(api),
+                        pod: name.into(),
+                        reason: "the helper pod disappeared before it finished".into(),
+                    })
+                }
+                Err(_) => "0".into(),
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::PodNotReady {
+                    namespace: api_namespace(api),
+                    pod: name.into(),
+                    reason: format!("the helper did not finish within {timeout:?}"),
+                });
+            }
+            let secs = (deadline - now).as_secs().clamp(1, 290) as u32;
+            let params = WatchParams::default()
+                .fields(&format!("metadata.name={name}"))
+                .timeout(secs);
+            let Ok(stream) = api.watch(&params, &version).await else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
+            let mut stream = stream.boxed();
+            let until = tokio::time::sleep_until(deadline);
+            tokio::pin!(until);
+            loop {
+                tokio::select! {
+                    _ = &mut until => break,
+                    event = stream.try_next() => match event {
+                        Ok(Some(WatchEvent::Modified(pod) | WatchEvent::Added(pod))) if finished(&pod).is_some() => return Ok(pod),
+                        Ok(Some(_)) => continue,
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn api_namespace(api: &Api<Pod>) -> String {
+    api.namespace().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> HelperSpec {
+        HelperSpec {
+            namespace: "db".into(),
+            name_prefix: "galera-2-recover".into(),
+            purpose: "wsrep-recover".into(),
+            image: "mariadb:11.4".into(),
+            command: vec!["mariadbd".into(), "--wsrep-recover".into()],
+            volume: Some(("storage-galera-2".into(), "/var/lib/mysql".into(), false)),
+            node_name: Some("node-a".into()),
+            owner: None,
+            run_as: Some((999, 999)),
+            deadline: Duration::from_secs(150),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn helpers_have_unique_names_a_deadline_a_pinned_node_and_labels() {
+        let a = helper_pod(&spec());
+        std::thread::sleep(Duration::from_millis(2));
+        let b = helper_pod(&spec());
+        let name = a.metadata.name.clone().unwrap();
+        assert!(name.starts_with("galera-2-recover-"), "{name}");
+        assert_ne!(a.metadata.name, b.metadata.name);
+        let s = a.spec.unwrap();
+        assert_eq!(s.active_deadline_seconds, Some(150));
+        assert_eq!(s.node_name.as_deref(), Some("node-a"));
+        assert_eq!(s.restart_policy.as_deref(), Some("Never"));
+        let labels = a.metadata.labels.unwrap();
+        assert_eq!(labels[HELPER_LABEL], "wsrep-recover");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "hasteward");
+        let vol = &s.volumes.unwrap()[0];
+        assert_eq!(
+            vol.persistent_volume_claim.as_ref().unwrap().claim_name,
+            "storage-galera-2"
+        );
+        assert_eq!(
+            s.containers[0].volume_mounts.as_ref().unwrap()[0].mount_path,
+            "/var/lib/mysql"
+        );
+    }
+}
