@@ -95,6 +95,28 @@ pub struct MariaDbCluster {
     pub conditions: Vec<Condition>,
     /// `status.galeraRecovery`, as is (its shape changes between operator versions).
     pub galera_recovery: Option<serde_json::Value>,
+    /// `spec.image`: the MariaDB image (helper pods use it, so the tools match the data).
+    pub image: Option<String>,
+    /// `metadata.uid`, for owner references.
+    pub uid: Option<String>,
+}
+
+impl MariaDbCluster {
+    /// An owner reference to this CR (helper pods are collected with it).
+    pub fn owner_reference(
+        &self,
+    ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+        Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "k8s.mariadb.com/v1alpha1".into(),
+                kind: "MariaDB".into(),
+                name: self.name.clone(),
+                uid: self.uid.clone()?,
+                controller: Some(false),
+                block_owner_deletion: Some(false),
+            },
+        )
+    }
 }
 
 impl MariaDbCluster {
@@ -135,6 +157,7 @@ struct MariaDbSpec {
     root_password_secret_key_ref: Option<SecretKeyRef>,
     galera: Option<GaleraSpec>,
     suspend: Option<bool>,
+    image: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -221,6 +244,8 @@ impl Kube {
             suspended: spec.suspend.unwrap_or(false),
             conditions: status.conditions,
             galera_recovery: status.galera_recovery,
+            image: spec.image,
+            uid: obj.metadata.uid.clone(),
         })
     }
 }

@@ -58,9 +58,21 @@ pub async fn collect(
         pods.iter()
             .find(|p| p.metadata.name.as_deref() == Some(node))
     };
+    let helper = HelperContext {
+        image: cr.image.clone(),
+        owner: cr.owner_reference(),
+    };
     let nodes = join_all(expected.iter().map(|node| {
         let password = password.as_ref().map(|p| p.expose().to_string());
-        collect_node(kube, namespace, node, find(node), password, options)
+        collect_node(
+            kube,
+            namespace,
+            node,
+            find(node),
+            password,
+            options,
+            &helper,
+        )
     }))
     .await;
     Ok(GaleraInput {
@@ -92,6 +104,7 @@ async fn collect_node(
     pod: Option<&Pod>,
     password: std::result::Result<String, &String>,
     options: &CollectOptions,
+    helper: &HelperContext,
 ) -> NodeInput {
     let view = pod.map(|p| pod_view(p, CONTAINER));
     let volume = super::volume_state(kube.pvc(namespace, &format!("storage-{name}")).await);
@@ -112,6 +125,13 @@ async fn collect_node(
         df: not_running,
     };
     let Some(_) = view.as_ref().filter(|v| PodView::is_running(v)) else {
+        if options.recover_positions && input.volume == hasteward_triage::VolumeState::Bound {
+            let node_name = view.as_ref().and_then(|v| v.node.clone());
+            let (grastate, recovered) =
+                recover_with_helper(kube, namespace, name, node_name, helper).await;
+            input.grastate = grastate;
+            input.recovered = recovered;
+        }
         return input;
     };
     let runner = PodRunner::new(kube, namespace, name, CONTAINER);
@@ -169,6 +189,93 @@ async fn collect_node(
     input
 }
 
+/// The `MariaDB` CR's parts a helper pod needs.
+struct HelperContext {
+    image: Option<String>,
+    owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+}
+
+/// What the recovery helper prints: `grastate.dat`, then the recovery's log.
+const HELPER_RECOVER_SCRIPT: &str = r#"echo '===GRASTATE==='
+cat /var/lib/mysql/grastate.dat
+echo '===RECOVER==='
+mariadbd --wsrep-recover --datadir=/var/lib/mysql --wsrep-on=ON --wsrep-provider=/usr/lib/galera/libgalera_smm.so --wsrep-cluster-address=gcomm:// --binlog-format=ROW --skip-networking --user=mysql 2>&1"#;
+
+/// For a node with no running container: a helper pod on its `storage-<node>` volume (the
+/// MariaDB image, pinned to the node's last node, owned by the CR, 150 s deadline) reads
+/// `grastate.dat` and runs `mariadbd --wsrep-recover`. Returns (grastate, recovered).
+async fn recover_with_helper(
+    kube: &Kube,
+    namespace: &str,
+    node: &str,
+    node_name: Option<String>,
+    helper: &HelperContext,
+) -> (Observed, Observed) {
+    let Some(image) = helper.image.clone() else {
+        let why = "the MariaDB CR has no spec.image for the recovery helper pod".to_string();
+        return (
+            Observed::NotAttempted(why.clone()),
+            Observed::NotAttempted(why),
+        );
+    };
+    let spec = hasteward_k8s::helper::HelperSpec {
+        namespace: namespace.to_string(),
+        name_prefix: format!("{node}-recover"),
+        purpose: "wsrep-recover".into(),
+        image,
+        command: vec!["sh".into(), "-c".into(), HELPER_RECOVER_SCRIPT.into()],
+        volume: Some((format!("storage-{node}"), analysis::DATA_DIR.into(), false)),
+        node_name,
+        owner: helper.owner.clone(),
+        run_as: None,
+        deadline: std::time::Duration::from_secs(150),
+        labels: Default::default(),
+    };
+    match kube.run_helper(&spec, RECOVER_DEADLINE).await {
+        Err(e) => {
+            let why = format!("recovery helper pod: {e}");
+            (Observed::Failed(why.clone()), Observed::Failed(why))
+        }
+        Ok(outcome) => {
+            let (grastate, recovered) = split_helper_log(&outcome.log);
+            let grastate = match grastate {
+                Some(text) if !text.trim().is_empty() => Observed::Output(text),
+                _ => Observed::Failed(format!(
+                    "helper {}: no grastate.dat in its log",
+                    outcome.pod
+                )),
+            };
+            let recovered = match (outcome.succeeded(), recovered) {
+                (true, Some(text)) => Observed::Output(text),
+                (_, text) => Observed::Failed(format!(
+                    "helper {} ended {} (exit {:?}): {}",
+                    outcome.pod,
+                    outcome.phase,
+                    outcome.exit_code,
+                    text.unwrap_or_default()
+                        .lines()
+                        .rev()
+                        .take(5)
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                )),
+            };
+            (grastate, recovered)
+        }
+    }
+}
+
+/// Splits the helper's log into its `grastate.dat` and recovery sections.
+fn split_helper_log(log: &str) -> (Option<String>, Option<String>) {
+    let Some((_, rest)) = log.split_once("===GRASTATE===\n") else {
+        return (None, None);
+    };
+    match rest.split_once("===RECOVER===\n") {
+        Some((grastate, recovered)) => (Some(grastate.to_string()), Some(recovered.to_string())),
+        None => (Some(rest.to_string()), None),
+    }
+}
+
 /// How long `mariadbd --wsrep-recover` may take (InnoDB crash recovery, and its wait for the
 /// data files' lock when a server still holds them).
 const RECOVER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
@@ -217,5 +324,19 @@ async fn observe_invocation<R: hasteward_exec::Runner>(
         )),
         Ok(Err(e)) => Observed::Failed(e.to_string()),
         Ok(Ok(out)) => Observed::Output(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_helper_log_splits_into_grastate_and_recovery() {
+        let log = "===GRASTATE===\nuuid: x\nseqno: -1\n===RECOVER===\n[Note] WSREP: Recovered position: x:7\n";
+        let (g, r) = split_helper_log(log);
+        assert_eq!(g.unwrap(), "uuid: x\nseqno: -1\n");
+        assert!(r.unwrap().contains("Recovered position: x:7"));
+        assert_eq!(split_helper_log("garbage"), (None, None));
     }
 }
