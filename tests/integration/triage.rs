@@ -262,7 +262,7 @@ fn cnpg_healthy_then_lagging_replica() {
 }
 
 #[test]
-fn cnpg_replica_left_on_the_old_timeline_after_a_failover_needs_reseed() {
+fn cnpg_replica_left_on_the_old_timeline_after_a_failover_needs_a_restart() {
     let mut p = Postgres::start();
     let r2 = p.start_replica_named("pg-2");
     let r3 = p.start_replica_named("pg-3");
@@ -273,7 +273,9 @@ fn cnpg_replica_left_on_the_old_timeline_after_a_failover_needs_reseed() {
     p.wait_replica_caught_up(&r2);
     p.wait_replica_caught_up(&r3);
     // The primary dies; pg-2 is promoted (timeline 2) and written to. pg-3 still points at the
-    // dead primary and stays on timeline 1. CNPG removed pg-1 (no pod, no PVC).
+    // dead primary and stays on timeline 1, at the switch point: it holds nothing past the fork,
+    // so restarted (CNPG points it at the new primary) it follows timeline 2. CNPG removed pg-1
+    // (no pod, no PVC).
     r3.psql("postgres", "SELECT pg_wal_replay_pause()");
     p.stop();
     r2.promote();
@@ -289,7 +291,7 @@ fn cnpg_replica_left_on_the_old_timeline_after_a_failover_needs_reseed() {
     assert_eq!(report["authority"]["outcome"], "provable", "{s}");
     assert_eq!(report["authority"]["leader"], "pg-2", "{s}");
     assert_eq!(state_of(&report, "pg-2"), "healthy", "{s}");
-    assert_eq!(state_of(&report, "pg-3"), "needs-reseed", "{s}");
+    assert_eq!(state_of(&report, "pg-3"), "needs-restart", "{s}");
     assert_eq!(report["verdict"], "unhealthy", "{s}");
     let next = report["nextCommand"].as_str().unwrap_or_default();
     assert!(next.contains("--instance pg-3"), "{s}\nnext: {next}");
@@ -315,7 +317,7 @@ fn cnpg_replica_left_on_the_old_timeline_after_a_failover_needs_reseed() {
         out.starts_with("CNPG cluster db/pg: UNHEALTHY\nauthority: pg-2 (provable)"),
         "{out}"
     );
-    assert!(out.contains("needs reseed"), "{out}");
+    assert!(out.contains("needs restart"), "{out}");
     assert!(out.contains(&format!("next: {next}")), "{out}");
     let mut fail_on = args.clone();
     fail_on.extend(["--fail-on".to_string(), "unhealthy".into()]);
@@ -325,25 +327,32 @@ fn cnpg_replica_left_on_the_old_timeline_after_a_failover_needs_reseed() {
     fail_on.extend(["--fail-on".to_string(), "diverged".into()]);
     assert_eq!(run(&fail_on, None).0, 0);
 
-    // repair --dry-run: the exact plan (reseed pg-3 after an escrow of pg-2), nothing sent.
+    // repair --dry-run: the exact plan (restart pg-3; a restart destroys nothing, so no
+    // escrow), nothing sent.
     let (code, env) = repair_no_mutation(&sim, dir.path(), "cnpg", &["--dry-run"]);
     assert_eq!(code, 0, "{env:#}");
     assert_eq!(
         plan_targets(&env),
-        [("pg-3".to_string(), "reseed".to_string())]
+        [("pg-3".to_string(), "restart".to_string())]
     );
     let plan = &env["data"]["plan"];
-    assert_eq!(plan["escrow"][0]["instance"], "pg-2", "{env:#}");
+    assert_eq!(plan["escrow"], json!([]), "{env:#}");
     let actions: Vec<&str> = plan["steps"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions.first(), Some(&"lease.acquire"), "{actions:?}");
-    assert!(
-        actions.contains(&"fence.add") && actions.contains(&"helper.run"),
-        "{actions:?}"
+    assert_eq!(
+        actions,
+        [
+            "lease.acquire",
+            "pod.delete",
+            "wait.ready",
+            "lease.release",
+            "triage"
+        ],
+        "{env:#}"
     );
     // The primary is never a target, whatever the flags.
     let (code, env) =

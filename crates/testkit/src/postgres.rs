@@ -352,6 +352,12 @@ impl Postgres {
             .env("PGPASSWORD", &source.password)
             .current_dir(self.root());
         run_checked(&mut rewind, "pg_rewind", None);
+        // pg_rewind copied the source's configuration: point the socket back at this server's
+        // directory (later lines win).
+        self.append_conf(&format!(
+            "\n# hasteward-testkit rewound\nunix_socket_directories = '{}'\ncluster_name = '{name}'\n",
+            self.root().display()
+        ));
         let auto = self.data.join("postgresql.auto.conf");
         OpenOptions::new()
             .append(true)

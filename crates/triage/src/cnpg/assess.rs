@@ -338,11 +338,13 @@ fn judge_replica(
     let same_line = data.timeline == leader.timeline && data.switches == leader.switches;
     match streaming {
         Streaming::Yes(row) => judge_streaming(ctx, &instance.name, data, leader, row, same_line),
+        // Just after a failover the replication views may not answer yet, while a replica
+        // following the new timeline still has its restartpoint on the old one: no verdict.
+        Streaming::Unknown(why) => Judgement::unknown(format!(
+            "Whether it streams from the primary could not be read ({why}): triage again."
+        )),
         _ if !same_line => judge_off_timeline(ctx, &instance.name, data, leader),
         Streaming::No(why) => judge_not_streaming(ctx, instance, data, leader, &why),
-        Streaming::Unknown(why) => Judgement::unknown(format!(
-            "Whether it streams from the primary could not be read ({why})."
-        )),
     }
 }
 
@@ -397,36 +399,66 @@ fn judge_off_timeline(
     data: &LineageData,
     leader: &LineageData,
 ) -> Judgement {
-    let on_leader_path = data.timeline < leader.timeline
-        && leader
-            .switches
-            .iter()
-            .any(|s| s.parent_timeline == data.timeline);
-    let (code, summary, advice) = if on_leader_path {
+    let switch_index = (data.timeline < leader.timeline)
+        .then(|| {
+            leader
+                .switches
+                .iter()
+                .position(|s| s.parent_timeline == data.timeline)
+        })
+        .flatten();
+    let details = vec![
+        format!("{name}: {}", data.describe()),
+        format!("primary: {}", leader.describe()),
+    ];
+    let Some(index) = switch_index else {
+        return Judgement::new(
+            InstanceState::NeedsReseed,
+            format!(
+                "Its TL {} is not in the primary's history (it holds nothing the primary lacks): rebuild it from the primary.",
+                data.timeline
+            ),
+            ctx.repair(name),
+        )
+        .with_finding(
+            "cnpg-replica-branched",
+            Severity::Warning,
+            format!("{name} is on TL {}, a branch the primary's history does not contain", data.timeline),
+        )
+        .with_details(details);
+    };
+    // Where the primary's history left this timeline: the lowest switch from there on.
+    let fork = leader.switches[index..]
+        .iter()
+        .map(|s| s.lsn)
+        .min()
+        .unwrap_or_default();
+    let summary = format!(
+        "{name} is on TL {}, the primary on TL {}",
+        data.timeline, leader.timeline
+    );
+    let (state, advice) = if data.wrote_past(fork) == Some(false) {
         (
-            "cnpg-replica-old-timeline",
-            format!("{name} is on TL {}, the primary on TL {}", data.timeline, leader.timeline),
+            InstanceState::NeedsRestart,
+            format!(
+                "It is left on TL {} at or before the primary's switch at {} and does not stream: a restart lets it follow TL {} (rebuild it if it cannot).",
+                data.timeline,
+                format_lsn(fork),
+                leader.timeline
+            ),
+        )
+    } else {
+        (
+            InstanceState::NeedsReseed,
             format!(
                 "It is left on TL {} while the primary is on TL {} and it does not stream: rebuild it from the primary.",
                 data.timeline, leader.timeline
             ),
         )
-    } else {
-        (
-            "cnpg-replica-branched",
-            format!("{name} is on TL {}, a branch the primary's history does not contain", data.timeline),
-            format!(
-                "Its TL {} is not in the primary's history (it holds nothing the primary lacks): rebuild it from the primary.",
-                data.timeline
-            ),
-        )
     };
-    Judgement::new(InstanceState::NeedsReseed, advice, ctx.repair(name))
-        .with_finding(code, Severity::Warning, summary)
-        .with_details(vec![
-            format!("{name}: {}", data.describe()),
-            format!("primary: {}", leader.describe()),
-        ])
+    Judgement::new(state, advice, ctx.repair(name))
+        .with_finding("cnpg-replica-old-timeline", Severity::Warning, summary)
+        .with_details(details)
 }
 
 fn judge_not_streaming(

@@ -17,6 +17,11 @@ pub struct AuthorityDecision {
     /// Divergences among the readable instances, one line each. Found even when an unread
     /// instance makes the authority undeterminable: an unread member cannot undo them.
     pub divergences: Vec<String>,
+    /// Instances whose lineage could not be read (they block the decision).
+    pub unread: Vec<String>,
+    /// Instances whose writes past a fork cannot be told from their checkpoint (they block the
+    /// decision).
+    pub undecided: Vec<String>,
 }
 
 impl AuthorityDecision {
@@ -45,14 +50,23 @@ pub fn decide_authority(input: &CnpgInput, lineages: &[Lineage]) -> AuthorityDec
     }
     diverged.sort();
     diverged.dedup();
+    let unread: Vec<String> = lineages
+        .iter()
+        .filter(|l| matches!(l.evidence, super::Evidence::Unread { .. }))
+        .map(|l| l.name.clone())
+        .collect();
+    let (undecided, undecided_lines) = undecided_blockers(&readable);
     let decide = |authority, leader| AuthorityDecision {
         authority,
         leader,
         diverged: diverged.clone(),
         divergences: divergences.clone(),
+        unread: unread.clone(),
+        undecided: undecided.clone(),
     };
 
-    let blockers = blockers(input, lineages);
+    let mut blockers = blockers(input, lineages);
+    blockers.extend(undecided_lines);
     if !blockers.is_empty() {
         return decide(Authority::Undeterminable { blockers }, None);
     }
@@ -103,6 +117,44 @@ fn blockers(input: &CnpgInput, lineages: &[Lineage]) -> Vec<String> {
         .filter(|name| !lineages.iter().any(|l| &l.name == *name))
         .map(|name| format!("{name}: listed in status.instanceNames but nothing was collected"));
     unread.chain(unobserved).collect()
+}
+
+/// The instances whose writes past a fork cannot be told (the position is only a checkpoint at
+/// or below the fork: they may hold writes nobody else has), and one blocker line each.
+fn undecided_blockers(readable: &[(&str, &LineageData)]) -> (Vec<String>, Vec<String>) {
+    let mut names: Vec<String> = Vec::new();
+    let mut out: Vec<String> = Vec::new();
+    for (i, (a_name, a)) in readable.iter().enumerate() {
+        for (b_name, b) in &readable[i + 1..] {
+            let Relation::Undecided { lsn, first, second } = relate(a, b) else {
+                continue;
+            };
+            let sides = [(first, *a_name, *a), (second, *b_name, *b)];
+            for (unknown, name, data) in sides {
+                if unknown && !names.iter().any(|n| n == name) {
+                    names.push(name.to_string());
+                    out.push(undecided_reason(name, data, lsn));
+                }
+            }
+        }
+    }
+    (names, out)
+}
+
+fn undecided_reason(name: &str, data: &LineageData, fork: u64) -> String {
+    let checkpoint = format_lsn(data.checkpoint);
+    let fork = format_lsn(fork);
+    if data.cluster_state == "in production" {
+        format!(
+            "{name}: crashed; its last checkpoint ({checkpoint} on TL {}) is before the fork at {fork}, so whether it wrote past it is unknown",
+            data.timeline
+        )
+    } else {
+        format!(
+            "{name}: not shut down cleanly ({}); its last checkpoint ({checkpoint} on TL {}) is before the fork at {fork}, so whether it holds WAL past it is unknown",
+            data.cluster_state, data.timeline
+        )
+    }
 }
 
 /// Instances that answered `pg_is_in_recovery() = f`.

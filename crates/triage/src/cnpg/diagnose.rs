@@ -57,6 +57,7 @@ fn authority_diagnoses(ctx: &Context) -> Vec<Diagnosis> {
                 "the authoritative instance cannot be decided from what could be read".into(),
             );
             d.details = blockers.clone();
+            d.details.extend(what_to_fix(ctx));
             out.push(d);
         }
         Authority::LeaderNotPrimary { leader, primary } => {
@@ -73,6 +74,27 @@ fn authority_diagnoses(ctx: &Context) -> Vec<Diagnosis> {
             out.push(d);
         }
         Authority::Provable { .. } | Authority::Diverged { .. } => {}
+    }
+    out
+}
+
+/// What would let the authority be decided, one line per unread or undecided instance.
+fn what_to_fix(ctx: &Context) -> Vec<String> {
+    let mut out = Vec::new();
+    for instance in &ctx.input.instances {
+        let name = &instance.name;
+        if ctx.decision.undecided.contains(name) {
+            out.push(format!(
+                "to fix: escrow {name}'s volume and read its WAL past its last checkpoint by hand (pg_waldump); keep it from starting, it could be rewound onto the other history"
+            ));
+        } else if ctx.decision.unread.contains(name) {
+            out.push(match &instance.pod {
+                Some(pod) if pod.is_running() && pod.ready => format!(
+                    "to fix: {name} runs but its data could not be read: find out why, then triage again"
+                ),
+                _ => format!("to fix: make {name}'s pod run so it can be read, then triage again"),
+            });
+        }
     }
     out
 }

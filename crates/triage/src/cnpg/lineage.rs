@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::input::{CnpgInput, InstanceInput};
 use super::parse::{
-    as_text, format_lsn, parse_controldata, parse_history, parse_observed, parse_receive,
-    parse_wal, ControlData, Switch,
+    as_text, format_lsn, parse_controldata, parse_history, parse_in_recovery, parse_observed,
+    parse_receive, parse_wal, ControlData, Switch,
 };
 use crate::{Provenance, VolumeState};
 
@@ -49,12 +49,46 @@ pub struct LineageData {
     pub position_source: PositionSource,
     /// Why that source (and not a better one) was used.
     pub position_note: String,
+    /// A live standby (it answered `pg_is_in_recovery() = t`) whose WAL receiver is on another
+    /// timeline than its checkpoint: PostgreSQL follows a timeline only from at or before the
+    /// point it branched off, so the standby holds nothing of its own past that point.
+    pub follows_timeline: Option<u32>,
+    /// A live standby's `pg_last_wal_replay_lsn()` when no WAL receiver pins its timeline. At or
+    /// below a fork every timeline of the chain agrees, so there it bounds what it holds.
+    #[serde(serialize_with = "as_text::opt_lsn")]
+    pub unpinned_replay: Option<u64>,
 }
+
+/// Cluster states whose checkpoint is the last record the instance wrote (a clean shutdown).
+pub const CLEAN_SHUTDOWN_STATES: &[&str] = &["shut down", "shut down in recovery"];
 
 impl LineageData {
     /// Whether `position` is a live one (exact) rather than a checkpoint (a lower bound).
     pub fn position_is_live(&self) -> bool {
         self.position_source != PositionSource::Checkpoint
+    }
+
+    /// Whether `position` is exact: a live position, or the checkpoint of a clean shutdown.
+    /// Otherwise (a crash, or a running instance) it is only a lower bound.
+    pub fn position_is_exact(&self) -> bool {
+        self.position_is_live() || CLEAN_SHUTDOWN_STATES.contains(&self.cluster_state.as_str())
+    }
+
+    /// Whether the instance holds WAL past `fork`: `Some(true)` when its position is past it,
+    /// `Some(false)` when it provably holds nothing past it, `None` when its position is only a
+    /// lower bound at or below it (a crashed instance may have written past its last
+    /// checkpoint).
+    pub fn wrote_past(&self, fork: u64) -> Option<bool> {
+        if self.position > fork {
+            Some(true)
+        } else if self.position_is_exact()
+            || self.follows_timeline.is_some()
+            || self.unpinned_replay.is_some_and(|replay| replay <= fork)
+        {
+            Some(false)
+        } else {
+            None
+        }
     }
 
     /// `TL 2 0/3000060`.
@@ -137,6 +171,7 @@ fn evidence_of(instance: &InstanceInput, input: &CnpgInput) -> Evidence {
         Err(reason) => return Evidence::Unread { reason },
     };
     let (position, position_source, position_note) = best_position(instance, &control, input);
+    let (follows_timeline, unpinned_replay) = standby_replay(instance, &control, input);
     Evidence::Read {
         lineage: LineageData {
             system_identifier: control.system_identifier,
@@ -147,6 +182,8 @@ fn evidence_of(instance: &InstanceInput, input: &CnpgInput) -> Evidence {
             position,
             position_source,
             position_note,
+            follows_timeline,
+            unpinned_replay,
         },
         source,
     }
@@ -245,6 +282,32 @@ fn best_position(
     }
 }
 
+/// What a live standby's receiver says beyond its position: the timeline it follows when that
+/// is not its checkpoint's, and its replay LSN when no receiver pins the timeline. Only for an
+/// instance that answered `pg_is_in_recovery() = t` (a promoted one still reports the replay LSN
+/// of its recovery) and is not the queried primary.
+fn standby_replay(
+    instance: &InstanceInput,
+    control: &ControlData,
+    input: &CnpgInput,
+) -> (Option<u32>, Option<u64>) {
+    let is_queried_primary = input
+        .primary
+        .as_ref()
+        .is_some_and(|p| p.instance == instance.name);
+    if is_queried_primary || parse_observed(&instance.in_recovery, parse_in_recovery) != Ok(true) {
+        return (None, None);
+    }
+    match parse_observed(&instance.receive_lsn, parse_receive) {
+        Ok(receive) => match (receive.replay_lsn, receive.received_timeline) {
+            (_, Some(tl)) if tl != control.timeline => (Some(tl), None),
+            (Some(replay), None) => (None, Some(replay)),
+            _ => (None, None),
+        },
+        Err(_) => (None, None),
+    }
+}
+
 /// How two lineages relate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Relation {
@@ -256,6 +319,17 @@ pub enum Relation {
     SecondDominates,
     /// Each holds writes the other lacks (or they are not the same database at all).
     Diverged(Fork),
+    /// Cannot be told: a side's position is only a lower bound (a checkpoint of an instance
+    /// that did not shut down cleanly) at or below the fork, so whether it wrote past the fork
+    /// is unknown.
+    Undecided {
+        /// The fork LSN.
+        lsn: u64,
+        /// Whether the first side's writes past the fork are unknown.
+        first: bool,
+        /// Whether the second side's writes past the fork are unknown.
+        second: bool,
+    },
 }
 
 /// Where two histories parted.
@@ -321,7 +395,9 @@ fn relate_same_chain(a: &LineageData, b: &LineageData) -> Relation {
 }
 
 /// `extender` went on from `ancestor`'s chain. The ancestor's timeline must be the one the
-/// extender left; then whoever alone wrote past the switch point holds more.
+/// extender left; then whoever alone wrote past the fork holds more. The fork is the lowest switch
+/// from there on, not the first: a later switch below it (a point-in-time restore) means the
+/// extender's history left the ancestor's WAL there.
 fn relate_extension(ancestor: &LineageData, extender: &LineageData, shared: usize) -> Relation {
     let switch = &extender.switches[shared];
     if switch.parent_timeline != ancestor.timeline {
@@ -331,22 +407,28 @@ fn relate_extension(ancestor: &LineageData, extender: &LineageData, shared: usiz
             timeline: last_shared.map(|s| s.parent_timeline),
         });
     }
-    let fork = switch.lsn;
-    match (ancestor.position > fork, extender.position > fork) {
-        (false, _) => Relation::SecondDominates,
-        (true, false) => Relation::FirstDominates,
-        (true, true) => Relation::Diverged(Fork::At {
+    let fork = lowest_switch(&extender.switches[shared..]).unwrap_or(switch.lsn);
+    match (ancestor.wrote_past(fork), extender.wrote_past(fork)) {
+        (Some(false), _) => Relation::SecondDominates,
+        (Some(true), Some(false)) => Relation::FirstDominates,
+        (Some(true), Some(true)) => Relation::Diverged(Fork::At {
             lsn: fork,
             timeline: Some(ancestor.timeline),
         }),
+        (a, e) => Relation::Undecided {
+            lsn: fork,
+            first: a.is_none(),
+            second: e.is_none(),
+        },
     }
 }
 
 /// Both chains go on past the shared prefix: a real fork. When both left the same parent, they
-/// share it up to the earlier switch; otherwise up to the last shared switch.
+/// share it up to the earlier switch; otherwise up to the last shared switch. Either way, a
+/// lower switch later in either chain (a point-in-time restore) lowers the fork to it.
 fn relate_fork(a: &LineageData, b: &LineageData, shared: usize) -> Relation {
     let (next_a, next_b) = (&a.switches[shared], &b.switches[shared]);
-    let (lsn, timeline) = if next_a.parent_timeline == next_b.parent_timeline {
+    let (branch, timeline) = if next_a.parent_timeline == next_b.parent_timeline {
         (next_a.lsn.min(next_b.lsn), Some(next_a.parent_timeline))
     } else {
         let last_shared = shared.checked_sub(1).map(|i| &a.switches[i]);
@@ -355,18 +437,41 @@ fn relate_fork(a: &LineageData, b: &LineageData, shared: usize) -> Relation {
             last_shared.map(|s| s.parent_timeline),
         )
     };
-    match (a.position > lsn, b.position > lsn) {
-        (true, true) => Relation::Diverged(Fork::At { lsn, timeline }),
-        (true, false) => Relation::FirstDominates,
-        (false, true) => Relation::SecondDominates,
-        (false, false) => Relation::Equal,
+    let lsn = [
+        Some(branch),
+        lowest_switch(&a.switches[shared..]),
+        lowest_switch(&b.switches[shared..]),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(branch);
+    match (a.wrote_past(lsn), b.wrote_past(lsn)) {
+        (Some(true), Some(true)) => Relation::Diverged(Fork::At { lsn, timeline }),
+        (Some(true), Some(false)) => Relation::FirstDominates,
+        (Some(false), Some(true)) => Relation::SecondDominates,
+        (Some(false), Some(false)) => Relation::Equal,
+        (x, y) => Relation::Undecided {
+            lsn,
+            first: x.is_none(),
+            second: y.is_none(),
+        },
     }
+}
+
+fn lowest_switch(switches: &[Switch]) -> Option<u64> {
+    switches.iter().map(|s| s.lsn).min()
 }
 
 fn flip(relation: Relation) -> Relation {
     match relation {
         Relation::FirstDominates => Relation::SecondDominates,
         Relation::SecondDominates => Relation::FirstDominates,
+        Relation::Undecided { lsn, first, second } => Relation::Undecided {
+            lsn,
+            first: second,
+            second: first,
+        },
         other => other,
     }
 }
@@ -413,7 +518,14 @@ mod tests {
             position,
             position_source: PositionSource::Checkpoint,
             position_note: String::new(),
+            follows_timeline: None,
+            unpinned_replay: None,
         }
+    }
+
+    fn shut_down(mut l: LineageData) -> LineageData {
+        l.cluster_state = "shut down".into();
+        l
     }
 
     const FORK: u64 = 0x300_0108;
@@ -444,19 +556,90 @@ mod tests {
 
     #[test]
     fn extension_dominates_a_quiet_ancestor() {
-        let old = lineage(1, vec![], FORK - 0x100);
+        let old = shut_down(lineage(1, vec![], FORK - 0x100));
         let promoted = lineage(2, vec![switch(1, FORK)], 0x500_0000);
         assert_eq!(relate(&old, &promoted), Relation::SecondDominates);
         assert_eq!(relate(&promoted, &old), Relation::FirstDominates);
-        let at_fork = lineage(1, vec![], FORK);
+        let at_fork = live(lineage(1, vec![], FORK));
         assert_eq!(relate(&at_fork, &promoted), Relation::SecondDominates);
     }
 
     #[test]
     fn ancestor_dominates_an_unwritten_restore() {
         let old = lineage(1, vec![], 0x600_0000);
-        let restored = lineage(2, vec![switch(1, FORK)], FORK);
+        let restored = shut_down(lineage(2, vec![switch(1, FORK)], FORK));
         assert_eq!(relate(&old, &restored), Relation::FirstDominates);
+        // Still running, its checkpoint at the switch: whether it wrote since is unknown.
+        let running = lineage(2, vec![switch(1, FORK)], FORK);
+        assert_eq!(
+            relate(&old, &running),
+            Relation::Undecided {
+                lsn: FORK,
+                first: false,
+                second: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_crashed_ancestor_checkpointed_before_the_fork_is_undecided() {
+        // Crashed (in production) with its last checkpoint before the switch: it may hold
+        // unreplicated writes past it, so the promoted side does not provably dominate.
+        let crashed = lineage(1, vec![], FORK - 0x100);
+        let promoted = live(lineage(2, vec![switch(1, FORK)], 0x500_0000));
+        let undecided = Relation::Undecided {
+            lsn: FORK,
+            first: true,
+            second: false,
+        };
+        assert_eq!(relate(&crashed, &promoted), undecided);
+        assert_eq!(relate(&promoted, &crashed), flip(undecided.clone()));
+        // A clean shutdown's checkpoint is its last record: exact.
+        let clean = shut_down(crashed.clone());
+        assert_eq!(relate(&clean, &promoted), Relation::SecondDominates);
+        let mut clean_standby = crashed.clone();
+        clean_standby.cluster_state = "shut down in recovery".into();
+        assert_eq!(relate(&clean_standby, &promoted), Relation::SecondDominates);
+        // A live standby replaying at or below the fork, or following another timeline, holds
+        // nothing past it.
+        let mut replaying = crashed.clone();
+        replaying.unpinned_replay = Some(FORK - 0x8);
+        assert_eq!(relate(&replaying, &promoted), Relation::SecondDominates);
+        replaying.unpinned_replay = Some(FORK + 0x8);
+        assert_eq!(relate(&replaying, &promoted), undecided);
+        let mut following = crashed;
+        following.follows_timeline = Some(2);
+        assert_eq!(relate(&following, &promoted), Relation::SecondDominates);
+    }
+
+    #[test]
+    fn a_restored_history_forks_at_its_lowest_switch() {
+        // Z on TL 1 at 8/0; Y on TL 3 whose history went back from 9/0 to 7/0 (a PITR): Y's
+        // history left TL 1's WAL at 7/0, and both wrote past it.
+        let z = live(lineage(1, vec![], 8 << 32));
+        let y = live(lineage(
+            3,
+            vec![switch(1, 9 << 32), switch(2, 7 << 32)],
+            8 << 32,
+        ));
+        let fork = Relation::Diverged(Fork::At {
+            lsn: 7 << 32,
+            timeline: Some(1),
+        });
+        assert_eq!(relate(&z, &y), fork);
+        assert_eq!(relate(&y, &z), fork);
+        // Below the restore point, Z holds nothing Y lacks.
+        let quiet = live(lineage(1, vec![], 6 << 32));
+        assert_eq!(relate(&quiet, &y), Relation::SecondDominates);
+        // The same in a real fork: W left TL 1 at 8/0, Y (restored) effectively at 7/0.
+        let w = live(lineage(4, vec![switch(1, 8 << 32)], 0xA << 32));
+        assert_eq!(
+            relate(&w, &y),
+            Relation::Diverged(Fork::At {
+                lsn: 7 << 32,
+                timeline: Some(1)
+            })
+        );
     }
 
     #[test]

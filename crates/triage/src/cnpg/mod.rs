@@ -14,6 +14,12 @@
 //!   the ancestor holds more; if both did, they diverged;
 //! - a real fork (or sibling timelines): whoever alone wrote past the fork holds more; both →
 //!   diverged;
+//! - the fork point is the lowest switch LSN past the shared chain, not the first one: a later
+//!   switch below an earlier one (a point-in-time restore) left the parent's WAL there;
+//! - "wrote nothing past the fork" needs an exact position (a live one, or the checkpoint of a
+//!   clean shutdown, or a live standby's replay at or below the fork). A crashed instance's
+//!   checkpoint is only a lower bound: at or below the fork it is [`Relation::Undecided`], which
+//!   blocks the authority like an unread instance;
 //! - different `Database system identifier`s: different `initdb`s, never related (diverged).
 //!
 //! The leader is the instance no other dominates (ties: the current primary, the highest
@@ -67,6 +73,14 @@ use crate::{Authority, Diagnosis, InstanceState, Report, Severity, Verdict};
 pub fn repair_command(cluster: &ClusterView, instance: &str) -> String {
     format!(
         "hasteward repair -e cnpg -c {} -n {} --instance {instance} --dry-run",
+        cluster.name, cluster.namespace
+    )
+}
+
+/// Triage again: what to run when nothing can be done until unread instances can be read.
+pub fn triage_command(cluster: &ClusterView) -> String {
+    format!(
+        "hasteward triage -e cnpg -c {} -n {}",
         cluster.name, cluster.namespace
     )
 }
@@ -142,7 +156,8 @@ pub fn analyze(input: &CnpgInput) -> Report {
     diagnoses.sort_by_key(|d| std::cmp::Reverse(d.severity));
 
     let verdict = verdict(&decision, &instances, &diagnoses);
-    let next_command = next_command(&diagnoses, &instances);
+    let next_command = next_command(&diagnoses, &instances)
+        .or_else(|| (verdict == Verdict::Undeterminable).then(|| triage_command(&input.cluster)));
     let facts = Facts {
         input,
         lineages: &lineages,
@@ -194,7 +209,8 @@ fn verdict(
     }
 }
 
-/// The remedy of the most severe diagnosis that has one, else the first instance remedy.
+/// The remedy of the most severe diagnosis that has one, else the first instance remedy. (An
+/// undeterminable verdict with no remedy anywhere falls back to triaging again.)
 fn next_command(
     diagnoses: &[Diagnosis],
     instances: &[crate::InstanceAssessment],

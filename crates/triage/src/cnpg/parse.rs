@@ -310,13 +310,15 @@ pub struct CrashFindings {
     pub disk_full: Vec<String>,
 }
 
-/// Log phrases of a corrupt (or incompatible) data directory.
+/// Log phrases of a corrupt (or incompatible) data directory, counted only on FATAL or PANIC
+/// lines: at `LOG` level several of them (`invalid record length at …: wanted 24, got 0`, a
+/// short read of a log segment) are how PostgreSQL finds the end of WAL on every crash recovery
+/// and standby start.
 pub const CORRUPTION_PHRASES: &[&str] = &[
     "could not locate a valid checkpoint record",
     "invalid checkpoint record",
     "invalid primary checkpoint record",
     "invalid secondary checkpoint record",
-    "invalid record length",
     "incorrect resource manager data checksum",
     "could not read from log segment",
     "database files are incompatible",
@@ -329,19 +331,27 @@ pub const DISK_FULL_PHRASES: &[&str] = &[
     "low disk space",
 ];
 
-/// Scans a crash log (case-insensitively) for [`CORRUPTION_PHRASES`] and [`DISK_FULL_PHRASES`].
+/// Scans a crash log (case-insensitively) for [`CORRUPTION_PHRASES`] on lines of FATAL or PANIC
+/// severity, and for [`DISK_FULL_PHRASES`] anywhere.
 pub fn scan_crash_log(log: &str) -> CrashFindings {
     let log = log.to_lowercase();
-    let found = |phrases: &[&str]| -> Vec<String> {
-        phrases
-            .iter()
-            .filter(|p| log.contains(*p))
-            .map(|p| p.to_string())
-            .collect()
-    };
+    let severe: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("fatal") || line.contains("panic"))
+        .collect();
+    let corruption = CORRUPTION_PHRASES
+        .iter()
+        .filter(|p| severe.iter().any(|line| line.contains(*p)))
+        .map(|p| p.to_string())
+        .collect();
+    let disk_full = DISK_FULL_PHRASES
+        .iter()
+        .filter(|p| log.contains(*p))
+        .map(|p| p.to_string())
+        .collect();
     CrashFindings {
-        corruption: found(CORRUPTION_PHRASES),
-        disk_full: found(DISK_FULL_PHRASES),
+        corruption,
+        disk_full,
     }
 }
 
@@ -582,6 +592,28 @@ Data page checksum version:           0
         );
         assert_eq!(found.disk_full, vec!["no space left on device"]);
         assert_eq!(scan_crash_log("all fine"), CrashFindings::default());
+    }
+
+    #[test]
+    fn end_of_wal_at_log_level_is_not_corruption() {
+        // What every crash recovery and standby start logs when it reaches the end of WAL.
+        let log = r#"LOG:  database system was interrupted; last known up at 2026-11-23 17:00:01 UTC
+LOG:  redo starts at 0/3000028
+LOG:  invalid record length at 0/3000148: wanted 24, got 0
+LOG:  could not read from log segment 000000010000000000000003, offset 0: read 0 of 8192
+LOG:  redo done at 0/3000110
+{"level":"info","record":{"error_severity":"LOG","message":"invalid record length at 0/5000148: wanted 24, got 0"}}"#;
+        assert_eq!(scan_crash_log(log), CrashFindings::default());
+        // The same read failure at FATAL is reported.
+        let fatal = "FATAL:  could not read from log segment 000000010000000000000003, offset 0: read 0 of 8192";
+        assert_eq!(
+            scan_crash_log(fatal).corruption,
+            vec!["could not read from log segment"]
+        );
+        // "invalid record length" is never corruption by itself.
+        assert!(scan_crash_log("PANIC:  invalid record length at 0/3000148")
+            .corruption
+            .is_empty());
     }
 
     #[test]

@@ -264,7 +264,7 @@ fn promoted() -> CnpgInput {
 }
 
 #[test]
-fn replica_left_on_the_old_timeline_needs_reseed() {
+fn replica_left_on_the_old_timeline_at_the_switch_needs_a_restart() {
     let report = analyze(&promoted());
     assert_eq!(
         report.authority,
@@ -274,8 +274,14 @@ fn replica_left_on_the_old_timeline_needs_reseed() {
     );
     assert!(report.safe_to_heal);
     assert_eq!(report.verdict, Verdict::Unhealthy);
+    // It replayed nothing past the switch (0/3000100 ≤ 0/3000108): it can follow TL 2.
     let pg3 = instance(&report, "pg-3");
-    assert_eq!(pg3.state, InstanceState::NeedsReseed);
+    assert_eq!(pg3.state, InstanceState::NeedsRestart, "{}", pg3.advice);
+    assert!(
+        pg3.advice.contains("a restart lets it follow TL 2"),
+        "{}",
+        pg3.advice
+    );
     assert_eq!(pg3.position, "TL 1 0/3000060");
     assert_eq!(pg3.remedy, repair("pg-3"));
     assert_eq!(codes(&report), vec!["cnpg-replica-old-timeline"]);
@@ -287,6 +293,34 @@ fn replica_left_on_the_old_timeline_needs_reseed() {
     assert_eq!(
         report.facts["lineages"][0]["evidence"]["lineage"]["positionSource"],
         "checkpoint"
+    );
+}
+
+/// Right after the failover the replication views do not answer: pg-1 (restartpoint still on
+/// TL 1, cleanly restarted) cannot be told to stream or not, so it is not reseeded.
+#[test]
+fn unknown_streaming_off_the_timeline_is_unknown_not_reseeded() {
+    let mut input = promoted();
+    input.instances[0].controldata = controldata(SYSTEM, 1, "0/3000028", "shut down in recovery");
+    input.instances[0].receive_lsn = Observed::Failed("connection refused".into());
+    if let Some(p) = input.primary.as_mut() {
+        p.stat_replication = Observed::Failed("the database system is starting up".into());
+    }
+    let report = analyze(&input);
+    assert!(report.safe_to_heal);
+    let pg1 = instance(&report, "pg-1");
+    assert_eq!(pg1.state, InstanceState::Unknown, "{}", pg1.advice);
+    assert_eq!(pg1.remedy, None);
+    assert!(pg1.advice.contains("triage again"), "{}", pg1.advice);
+    assert!(
+        !codes(&report).contains(&"cnpg-replica-old-timeline") || {
+            // Only pg-3's (whose receiver answered) may be reported.
+            report
+                .diagnoses
+                .iter()
+                .filter(|d| d.code == "cnpg-replica-old-timeline")
+                .all(|d| d.summary.starts_with("pg-3"))
+        }
     );
 }
 
@@ -434,12 +468,17 @@ fn rewind_warns_about_wal_the_restore_discarded() {
     pg3.pod = None;
     input.instances.push(pg3);
     let report = analyze(&input);
-    assert_eq!(
-        report.authority,
-        Authority::Provable {
-            leader: "pg-1".into()
-        }
+    // TL 3's history left TL 1 at the restore point 0/5000000 (not at the first switch,
+    // 0/9000000): pg-3 holds TL 1 WAL past it, TL 3 wrote past it too.
+    assert_eq!(report.verdict, Verdict::Diverged);
+    let Authority::Diverged { reasons } = &report.authority else {
+        panic!("{:?}", report.authority);
+    };
+    assert!(
+        reasons[0].contains("diverged at 0/5000000 on TL 1"),
+        "{reasons:?}"
     );
+    assert_eq!(instance(&report, "pg-3").state, InstanceState::Diverged);
     let rewind = report
         .diagnoses
         .iter()
@@ -451,7 +490,73 @@ fn rewind_warns_about_wal_the_restore_discarded() {
         "{:?}",
         rewind.details
     );
-    assert_eq!(instance(&report, "pg-3").state, InstanceState::NeedsReseed);
+}
+
+#[test]
+fn an_instance_below_the_restore_point_is_dominated() {
+    let mut input = rewound();
+    input.cluster = cluster("pg-1", &["pg-1", "pg-2", "pg-3"]);
+    let mut pg3 = probed("pg-3", 1, "", "0/4000000", "shut down in recovery");
+    pg3.pod = None;
+    input.instances.push(pg3);
+    let report = analyze(&input);
+    assert_eq!(
+        report.authority,
+        Authority::Provable {
+            leader: "pg-1".into()
+        }
+    );
+    // Its data is TL 3's up to where it stands: a restart lets it follow TL 3.
+    assert_eq!(instance(&report, "pg-3").state, InstanceState::NeedsRestart);
+}
+
+/// pg-1 was the primary on TL 1 and crashed (`in production`) with its last checkpoint before
+/// the switch; pg-2 was promoted to TL 2 and writes. pg-1 may hold unreplicated writes past the
+/// switch: whether it does cannot be told from its checkpoint.
+#[test]
+fn a_crashed_old_primary_checkpointed_before_the_fork_is_undeterminable() {
+    let mut pg1 = probed("pg-1", 1, "", "0/3000028", "in production");
+    pg1.pod = None;
+    let input = CnpgInput {
+        cluster: cluster("pg-2", &["pg-1", "pg-2"]),
+        instances: vec![pg1, primary("pg-2", 2, FORK_1_TO_2, "0/4000060")],
+        primary: queries(
+            "pg-2",
+            "",
+            "",
+            "0/5000000|000000020000000000000005|2|0|-1\n",
+        ),
+    };
+    let report = analyze(&input);
+    assert_eq!(report.verdict, Verdict::Undeterminable);
+    assert!(!report.safe_to_heal);
+    assert_eq!(
+        report.authority,
+        Authority::Undeterminable {
+            blockers: vec![
+                "pg-1: crashed; its last checkpoint (0/3000028 on TL 1) is before the fork at 0/3000108, so whether it wrote past it is unknown".into()
+            ]
+        }
+    );
+    assert_eq!(instance(&report, "pg-1").state, InstanceState::Unknown);
+    assert_eq!(instance(&report, "pg-1").remedy, None);
+    let undeterminable = &report.diagnoses[0];
+    assert_eq!(undeterminable.code, "cnpg-undeterminable");
+    assert!(
+        undeterminable.details[1].starts_with("to fix: escrow pg-1's volume"),
+        "{:?}",
+        undeterminable.details
+    );
+    // A clean shutdown before the switch is exact: pg-2 provably holds everything.
+    let mut input = input;
+    input.instances[0].controldata = controldata(SYSTEM, 1, "0/3000028", "shut down");
+    let report = analyze(&input);
+    assert_eq!(
+        report.authority,
+        Authority::Provable {
+            leader: "pg-2".into()
+        }
+    );
 }
 
 #[test]
@@ -480,7 +585,15 @@ fn unread_instance_with_a_bound_volume_blocks_the_authority() {
     assert_eq!(pg2.remedy, None);
     assert_eq!(instance(&report, "pg-3").state, InstanceState::Unknown);
     assert_eq!(codes(&report), vec!["cnpg-undeterminable"]);
-    assert_eq!(report.next_command, None);
+    // Nothing to run but triage again, once pg-2 can be read; the diagnosis says what to fix.
+    assert_eq!(
+        report.next_command.as_deref(),
+        Some("hasteward triage -e cnpg -c pg -n db")
+    );
+    assert_eq!(
+        report.diagnoses[0].details[1],
+        "to fix: make pg-2's pod run so it can be read, then triage again"
+    );
 }
 
 #[test]

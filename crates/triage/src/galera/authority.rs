@@ -5,8 +5,11 @@
 //!
 //! * **Quorum**: the leader is the most advanced Synced member. Other nodes are either behind
 //!   it (they rejoin by IST/SST) or evidence of divergence. A node whose position is unknown is
-//!   a harmless laggard only under a *clean* quorum: no divergence evidence, and the node's
-//!   authoritative UUID is the quorum's. A crashed node with `safe_to_bootstrap: 1` is not
+//!   a harmless laggard only under a *clean* quorum: no divergence evidence, the node's
+//!   authoritative UUID is the quorum's, and it cannot be serving (no pod, pod not running, or
+//!   container not Ready). A Ready node whose wsrep status could not be read may be a second
+//!   Primary component (a forced `pc.bootstrap` keeps the UUID); so may any Ready node beyond
+//!   the component's `wsrep_cluster_size`: both block. A crashed node with `safe_to_bootstrap: 1` is not
 //!   harmless: that flag is set by a forced bootstrap (`pc.bootstrap`), so it may have
 //!   committed on its own.
 //! * **Quorum lost** (every node down, or the survivors `non-Primary`): the leader is the node
@@ -252,6 +255,7 @@ fn decide_with_quorum(
             .divergences
             .extend(non_members_ahead(nodes, quorum_uuid, best));
     }
+    decision.blockers.extend(ready_outside_the_component(nodes));
     let clean = decision.divergences.is_empty() && quorum_uuid.is_some();
     for (i, node) in nodes.iter().enumerate().filter(|(_, n)| n.is_unread()) {
         if let Some(why_not) = laggard_objection(node, clean, quorum_uuid) {
@@ -274,6 +278,13 @@ fn laggard_objection(node: &NodeFacts, clean: bool, quorum_uuid: Option<&str>) -
     if !clean {
         return Some(format!("position unknown ({reason})"));
     }
+    if node.liveness == Liveness::RunningUnread {
+        return Some(format!(
+            "its container is Ready but its wsrep status could not be read ({reason}): it may be \
+             serving, possibly as a second Primary component (a forced pc.bootstrap keeps the \
+             cluster UUID)"
+        ));
+    }
     match node.uuid.as_ref().map(|u| u.value.as_str()) {
         None => Some(format!(
             "position and cluster UUID unknown ({reason}): it cannot be tied to the quorum"
@@ -289,6 +300,27 @@ fn laggard_objection(node: &NodeFacts, clean: bool, quorum_uuid: Option<&str>) -
         }
         Some(_) => None,
     }
+}
+
+/// More nodes with a Ready container (and not read as outside a Primary component) than the
+/// Primary component has members: some serving node is outside that component.
+fn ready_outside_the_component(nodes: &[NodeFacts]) -> Option<String> {
+    let size = nodes
+        .iter()
+        .filter(|n| n.is_primary_member())
+        .filter_map(|n| n.wsrep.as_ref()?.cluster_size)
+        .max()?;
+    let ready: Vec<usize> = (0..nodes.len())
+        .filter(|&i| nodes[i].may_be_in_a_primary_component())
+        .collect();
+    let count = u32::try_from(ready.len()).unwrap_or(u32::MAX);
+    (count > size).then(|| {
+        format!(
+            "{count} nodes have a Ready container ({}) but the Primary component has {size} \
+             members: a node outside it may be serving on its own",
+            names(nodes, &ready)
+        )
+    })
 }
 
 /// (b′) More Primary members than the largest component they report: two Primary components.

@@ -43,6 +43,11 @@ impl<'a> Commands<'a> {
         format!("hasteward backup {}", self.target())
     }
 
+    /// Triage again: once unread nodes can be read.
+    pub(crate) fn triage(&self) -> String {
+        format!("hasteward triage {}", self.target())
+    }
+
     /// Triage again, allowed to run `mariadbd --wsrep-recover` in the stopped nodes.
     pub(crate) fn recover_positions(&self) -> String {
         format!("hasteward triage {} --recover-positions", self.target())

@@ -103,10 +103,11 @@ fn quorum_lost(f: &Findings<'_>) -> Option<Diagnosis> {
              IST/SST.",
             f.nodes[leader].name
         ),
-        None => "The most advanced node cannot be named until every position is known: \
-                 recover them (mariadbd --wsrep-recover in the stopped nodes)."
-            .to_string(),
+        None => "The most advanced node cannot be named until every position is known.".to_string(),
     });
+    if f.decision.leader.is_none() {
+        details.extend(what_to_fix(f));
+    }
     Some(diagnosis(
         code,
         Severity::Critical,
@@ -140,13 +141,50 @@ fn undeterminable(f: &Findings<'_>) -> Option<Diagnosis> {
         .decision
         .recover_positions_helps
         .then(|| f.commands.recover_positions());
+    let mut details = f.decision.blockers.clone();
+    details.extend(what_to_fix(f));
     Some(diagnosis(
         "galera-undeterminable",
         Severity::Critical,
         "The authoritative node cannot be proven from what could be read".to_string(),
-        f.decision.blockers.clone(),
+        details,
         remedy,
     ))
+}
+
+/// One line per node whose position is unknown: what would let it be read.
+fn what_to_fix(f: &Findings<'_>) -> Vec<String> {
+    let unread: Vec<&NodeFacts> = f.nodes.iter().filter(|n| n.is_unread()).collect();
+    let mut out = Vec::new();
+    let recoverable: Vec<&str> = unread
+        .iter()
+        .filter(|n| n.recoverable_offline())
+        .map(|n| n.name.as_str())
+        .collect();
+    if !recoverable.is_empty() {
+        out.push(format!(
+            "to fix: triage again with --recover-positions to run mariadbd --wsrep-recover for {} \
+             (in its container when one runs, else in a helper pod on its volume)",
+            recoverable.join(", ")
+        ));
+    }
+    for node in &unread {
+        match &node.liveness {
+            Liveness::Down { reason } if !node.volume_bound => out.push(format!(
+                "to fix: {} has no running container ({reason}) and its volume storage-{} is not \
+                 Bound, so its position cannot be read: make the volume available, then triage \
+                 again",
+                node.name, node.name
+            )),
+            Liveness::RunningUnread => out.push(format!(
+                "to fix: {} is Ready but its wsrep status could not be read: find out why \
+                 (credentials, timeout), then triage again",
+                node.name
+            )),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// `safe_to_bootstrap: 1` on a node behind the most advanced one: the operator (or a person

@@ -73,8 +73,12 @@ pub(crate) struct NodeFacts {
     pub(crate) name: String,
     pub(crate) ordinal: Option<u32>,
     pub(crate) liveness: Liveness,
+    /// The `mariadb` container is Ready (the pod runs).
+    pub(crate) container_ready: bool,
     /// False only when the data volume provably does not exist.
     pub(crate) may_hold_data: bool,
+    /// The data volume is Bound (a recovery helper pod can mount it).
+    pub(crate) volume_bound: bool,
     /// Authoritative seqno (≥ 0).
     pub(crate) seqno: Option<Sourced<i64>>,
     /// Authoritative canonical cluster UUID.
@@ -122,7 +126,12 @@ impl NodeFacts {
         Self {
             name: node.name.clone(),
             ordinal: ordinal_of(&node.name),
+            volume_bound: node.volume == VolumeState::Bound,
             liveness,
+            container_ready: node
+                .pod
+                .as_ref()
+                .is_some_and(|pod| pod.is_running() && pod.ready),
             may_hold_data,
             seqno_hint: first_seqno_hint(&hints),
             uuid_hint: first_uuid_hint(&hints),
@@ -185,9 +194,25 @@ impl NodeFacts {
         }
     }
 
-    /// `mariadbd --wsrep-recover` could tell its position (it is not serving).
+    /// `hasteward triage --recover-positions` could tell its position: its container runs but
+    /// does not serve (starting or crash-looping: the recovery runs there), or it has no running
+    /// container and its volume is Bound (the recovery runs in a helper pod on the volume).
     pub(crate) fn recoverable_offline(&self) -> bool {
-        !self.liveness.may_be_serving()
+        match self.liveness {
+            Liveness::Starting | Liveness::CrashLooping { .. } => true,
+            Liveness::Down { .. } => self.volume_bound,
+            Liveness::Live | Liveness::RunningUnread => false,
+        }
+    }
+
+    /// May be serving in a Primary component as far as can be told: its container is Ready and
+    /// its wsrep status was not read as outside one.
+    pub(crate) fn may_be_in_a_primary_component(&self) -> bool {
+        self.container_ready
+            && self
+                .wsrep
+                .as_ref()
+                .is_none_or(|w| w.is_primary() || w.cluster_status.is_none())
     }
 }
 

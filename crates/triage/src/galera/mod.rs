@@ -14,9 +14,14 @@
 //! * **Cannot read it → refuse.** `grastate.dat` says `seqno: -1` after a crash (and while
 //!   running); that is "unknown", never a value. With quorum lost, one unknown position blocks
 //!   the choice of a bootstrap node; the remedy is to recover positions
-//!   (`hasteward triage … --recover-positions`).
+//!   (`hasteward triage … --recover-positions`) where a container runs to do it in, and a
+//!   helper pod on the volume otherwise.
 //! * **Clean quorum.** While a Primary component serves, a crashed node whose position is
 //!   unknown but whose cluster UUID is the component's is a laggard: IST/SST catches it up.
+//!   Only a node that cannot be serving (no pod, pod not running, container not Ready) can be
+//!   one: a Ready node whose wsrep status could not be read may be a second Primary component
+//!   (a forced `pc.bootstrap` keeps the UUID), and so may any Ready node beyond the component's
+//!   `wsrep_cluster_size`.
 //! * **Losing quorum is not a split brain.** A survivor in a `non-Primary` component refuses
 //!   writes; it and the down nodes are compared like the all-down case. A split brain is proven
 //!   only by two cluster UUIDs, two Primary components, or a non-member ahead of the component.
@@ -28,7 +33,8 @@
 //! the Primary component and no warning. A node that is Joining, Joined or Donor/Desynced
 //! (`wsrep_local_state` 1–3, e.g. a donor serving an SST, or `wsrep_desync` for a backup) is
 //! `Lagging`: the cluster is then `Unhealthy` (it has one serving node less), but there is
-//! nothing to run, so `next_command` stays empty: wait.
+//! nothing to run, so `next_command` stays empty: wait. An `Undeterminable` verdict with no
+//! remedy anywhere suggests triaging again once the unread nodes can be read.
 
 mod assess;
 mod authority;
@@ -84,14 +90,18 @@ pub fn analyze(input: &GaleraInput) -> Report {
         positions: &nodes,
         quorum: &decision.quorum,
     };
+    let verdict = verdict_of(&decision, &instances, &diagnoses);
+    // Undeterminable with nothing to run: triage again once the unread nodes can be read.
+    let next_command = next_command(&diagnoses, &instances)
+        .or_else(|| (verdict == Verdict::Undeterminable).then(|| commands.triage()));
     Report {
         operator_primary: None,
         engine: "galera".to_string(),
         namespace: input.cluster.namespace.clone(),
         cluster: input.cluster.name.clone(),
-        verdict: verdict_of(&decision, &instances, &diagnoses),
+        verdict,
         safe_to_heal: decision.is_provable(),
-        next_command: next_command(&diagnoses, &instances),
+        next_command,
         facts: serde_json::to_value(facts).unwrap_or_else(
             |e| serde_json::json!({ "error": format!("facts not serializable: {e}") }),
         ),

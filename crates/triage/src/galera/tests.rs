@@ -164,6 +164,19 @@ fn recover_positions() -> String {
     format!("hasteward triage -e galera -c {CLUSTER} -n {NS} --recover-positions")
 }
 
+fn triage_again() -> String {
+    format!("hasteward triage -e galera -c {CLUSTER} -n {NS}")
+}
+
+fn details_of<'a>(report: &'a Report, code: &str) -> &'a [String] {
+    &report
+        .diagnoses
+        .iter()
+        .find(|d| d.code == code)
+        .unwrap_or_else(|| panic!("no {code}: {:?}", report.diagnoses))
+        .details
+}
+
 #[test]
 fn healthy_three_node_cluster() {
     let report = analyze_nodes(vec![
@@ -266,6 +279,7 @@ fn unread_node_that_was_forced_primary_blocks() {
     assert_eq!(report.verdict, Verdict::Undeterminable);
     assert!(!report.safe_to_heal);
     assert!(report.instances.iter().all(|i| i.remedy.is_none()));
+    // No pod, a Bound volume: --recover-positions runs a helper pod on it.
     assert_eq!(report.next_command, Some(recover_positions()));
 }
 
@@ -515,15 +529,92 @@ fn up_but_outside_the_primary_component_needs_a_restart() {
 }
 
 #[test]
-fn running_node_whose_status_cannot_be_read_is_unknown_under_a_clean_quorum() {
+fn ready_node_whose_status_cannot_be_read_blocks_even_under_a_clean_quorum() {
+    // Ready, wsrep unreadable, grastate with the quorum's UUID: it may be serving as a second
+    // Primary component (a forced pc.bootstrap keeps the UUID), so it is no laggard.
     let mut quiet = synced(2, 0, 3);
     quiet.wsrep = Observed::Failed("ERROR 1045 (28000): Access denied".to_string());
-    let report = analyze_nodes(vec![synced(0, 1742, 3), synced(1, 1742, 3), quiet]);
-    assert!(report.safe_to_heal);
+    let report = analyze_nodes(vec![synced(0, 1742, 2), synced(1, 1742, 2), quiet]);
+    assert_eq!(report.verdict, Verdict::Undeterminable);
+    assert!(!report.safe_to_heal);
+    let Authority::Undeterminable { blockers } = &report.authority else {
+        panic!("{:?}", report.authority);
+    };
+    assert!(
+        blockers
+            .iter()
+            .any(|b| b.starts_with(&name(2)) && b.contains("may be serving")),
+        "{blockers:?}"
+    );
     assert_eq!(instance(&report, 2).state, InstanceState::Unknown);
-    assert_eq!(instance(&report, 2).remedy, None);
-    assert!(codes(&report).contains(&"galera-node-unread"));
-    assert_eq!(report.verdict, Verdict::Unhealthy);
+    assert!(report.instances.iter().all(|i| i.remedy.is_none()));
+    assert_eq!(report.next_command, Some(triage_again()));
+    assert!(details_of(&report, "galera-undeterminable")
+        .iter()
+        .any(|d| d.contains("is Ready but its wsrep status could not be read")));
+}
+
+#[test]
+fn more_ready_nodes_than_the_primary_component_blocks() {
+    // galera-2's wsrep status was read but says nothing of its component, and its container is
+    // Ready: three Ready nodes, a component of two.
+    let mut odd = synced(2, 1742, 2);
+    odd.wsrep = Observed::Output(
+        "WSREP_LOCAL_STATE\t4\nWSREP_LAST_COMMITTED\t1742\n\
+         WSREP_CLUSTER_STATE_UUID\t6c0a1e3c-2a11-11ef-8b2a-1a3f5e0c9d11\n"
+            .to_string(),
+    );
+    let report = analyze_nodes(vec![synced(0, 1742, 2), synced(1, 1742, 2), odd]);
+    assert_eq!(
+        report.verdict,
+        Verdict::Undeterminable,
+        "{:?}",
+        report.authority
+    );
+    let Authority::Undeterminable { blockers } = &report.authority else {
+        panic!("{:?}", report.authority);
+    };
+    assert!(
+        blockers[0].contains("3 nodes have a Ready container"),
+        "{blockers:?}"
+    );
+    // A node read as non-Primary is provably outside any component: no blocker.
+    let mut partitioned = synced(2, 1742, 1);
+    partitioned.wsrep = wsrep(0, "Initialized", "non-Primary", 1, 1742, UUID);
+    let report = analyze_nodes(vec![synced(0, 1742, 2), synced(1, 1742, 2), partitioned]);
+    assert!(report.safe_to_heal);
+}
+
+#[test]
+fn recover_positions_is_advised_where_a_container_runs_or_the_volume_is_bound() {
+    // Quorum lost; galera-2 has no pod but a Bound volume: a helper pod can recover it.
+    let down = vec![
+        with_recovered(crashed(0, None, -1), UUID, 1742),
+        with_recovered(crashed(1, None, -1), UUID, 1700),
+        crashed(2, None, -1),
+    ];
+    let report = analyze_nodes(down.clone());
+    assert_eq!(report.next_command, Some(recover_positions()));
+    assert!(details_of(&report, "galera-all-down")
+        .iter()
+        .any(|d| d.contains("--recover-positions") && d.contains(&name(2))));
+    // Its volume not Bound (Pending): nothing can read it; triage again once it is.
+    let mut unbound = down.clone();
+    unbound[2].volume = VolumeState::Other("Pending".into());
+    let report = analyze_nodes(unbound);
+    assert_eq!(report.next_command, Some(triage_again()));
+    let details = details_of(&report, "galera-undeterminable");
+    assert!(
+        details.iter().any(|d| d
+            .contains(&format!("{} has no running container (no pod)", name(2)))
+            && d.contains("not Bound")),
+        "{details:?}"
+    );
+    // A crash-looping container can run mariadbd --wsrep-recover itself.
+    let mut looping = down;
+    looping[2].pod = pod(false, 4);
+    let report = analyze_nodes(looping);
+    assert_eq!(report.next_command, Some(recover_positions()));
 }
 
 #[test]
