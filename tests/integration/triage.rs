@@ -905,3 +905,136 @@ fn chrono_now() -> String {
         .format("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string()
 }
+
+#[test]
+fn galera_nodes_without_pods_are_recovered_by_helper_pods_on_their_volumes() {
+    let mut g = Galera::start(3);
+    g.sql(
+        0,
+        None,
+        "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY)",
+    );
+    for i in 0..3 {
+        g.wait_synced(i);
+    }
+    g.sql(0, None, "INSERT INTO shop.t VALUES (1)");
+    g.kill_node(2);
+    g.wait_cluster_size(0, 2);
+    g.sql(0, None, "INSERT INTO shop.t VALUES (2)");
+    g.stop_node(1);
+    g.wait_cluster_size(0, 1);
+    g.sql(0, None, "INSERT INTO shop.t VALUES (3), (4)");
+    g.kill_node(0);
+
+    // The StatefulSet has no pods (scaled down): only the volumes remain. Each node's recovery
+    // helper pod runs locally against that node's data directory, with the node's server
+    // options as the image's configuration (its error log to stderr, as in the container).
+    let mut objects = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+        json!({
+            "apiVersion": "k8s.mariadb.com/v1alpha1", "kind": "MariaDB",
+            "metadata": {"name": "galera", "namespace": NS, "uid": "0b5c3c1e-0000-4000-8000-000000000001"},
+            "spec": {"replicas": 3, "image": "mariadb:10.11", "galera": {"enabled": true},
+                "rootPasswordSecretKeyRef": {"name": "galera-root", "key": "password"}}
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "galera-root", "namespace": NS},
+            "data": {"password": base64(g.password().as_bytes())}
+        }),
+    ];
+    for i in 0..3 {
+        objects.push(pvc(&format!("storage-galera-{i}")));
+        let home = g.socket(i).parent().unwrap().join("helper-home");
+        std::fs::create_dir_all(&home).unwrap();
+        let server_options: String = std::fs::read_to_string(g.config_file(i))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("log-error"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(home.join(".my.cnf"), server_options).unwrap();
+        let run = hasteward_kubesim::PodRun {
+            namespace: NS.into(),
+            name_prefix: Some(format!("galera-{i}-recover")),
+            env: [("HOME".to_string(), home.display().to_string())].into(),
+            mounts: [("/var/lib/mysql".to_string(), g.data_dir(i))].into(),
+            ..hasteward_kubesim::PodRun::default()
+        };
+        objects.push(run.to_document());
+    }
+    let (sim, dir) = start_sim(objects, Vec::new());
+
+    // Without --recover-positions nothing is created, and the report says to recover.
+    let (report, _) = triage(&sim, dir.path(), "galera", "galera");
+    let s = summary(&report);
+    assert_eq!(report["verdict"], "undeterminable", "{s}");
+    let next = report["nextCommand"].as_str().unwrap_or_default();
+    assert!(next.contains("--recover-positions"), "{s}\nnext: {next}");
+
+    // With it: one helper pod per node, created and deleted; the most advanced node named.
+    sim.clear_requests();
+    let kubeconfig = dir.path().join("kubeconfig").display().to_string();
+    let args: Vec<String> = [
+        "triage",
+        "--kubeconfig",
+        &kubeconfig,
+        "-e",
+        "galera",
+        "-c",
+        "galera",
+        "-n",
+        NS,
+        "--recover-positions",
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (code, out, err) = run(&args, None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let report = envelope(&out)["data"].clone();
+    let s = summary(&report);
+    assert_eq!(report["authority"]["outcome"], "provable", "{s}");
+    assert_eq!(report["authority"]["leader"], "galera-0", "{s}");
+    let mutations: Vec<(String, String)> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.is_mutation())
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    let creates = mutations
+        .iter()
+        .filter(|(m, p)| m == "POST" && p.ends_with("/pods"))
+        .count();
+    let deletes = mutations
+        .iter()
+        .filter(|(m, p)| m == "DELETE" && p.contains("-recover-"))
+        .count();
+    assert_eq!(
+        (creates, deletes, mutations.len()),
+        (3, 3, 6),
+        "{mutations:?}"
+    );
+    let helpers: Vec<Value> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| serde_json::from_str::<Value>(r.body.as_deref().unwrap_or("{}")).unwrap())
+        .collect();
+    for pod in &helpers {
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        assert!(
+            sim.get("v1", "pods", Some(NS), name).is_none(),
+            "{name} left behind"
+        );
+        assert_eq!(pod["spec"]["activeDeadlineSeconds"], 150);
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "MariaDB");
+        assert_eq!(
+            pod["metadata"]["labels"]["hasteward.dev/helper"],
+            "wsrep-recover"
+        );
+    }
+    drop(g);
+}

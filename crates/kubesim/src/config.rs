@@ -101,13 +101,88 @@ impl PodExec {
     }
 }
 
+/// Which pods created through the API are *run* as a local process (the first container's
+/// `command` + `args`), and with which environment. See `docs/kubesim.md` ("PodRun").
+///
+/// A pod matches when it is in `namespace`, its name starts with `name_prefix` (if set) and it
+/// carries every label of `labels`; with neither set, every pod created in the namespace
+/// matches. Of several matching configurations the last one wins.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct PodRun {
+    /// Namespace of the pods.
+    pub namespace: String,
+    /// Matches pods whose name starts with this (e.g. the `generateName` of a helper pod).
+    pub name_prefix: Option<String>,
+    /// Matches pods carrying all of these labels.
+    pub labels: BTreeMap<String, String>,
+    /// Working directory of the local process (default: the simulator's cwd).
+    pub cwd: Option<PathBuf>,
+    /// Variables added to the local process environment; they win over the container's
+    /// `env` from the pod spec.
+    pub env: BTreeMap<String, String>,
+    /// Directories put in front of `PATH` (e.g. stand-in tools).
+    pub path_prepend: Vec<PathBuf>,
+    /// Container paths mapped to local directories, applied to argv (and to the values of the
+    /// container's own `env`) exactly like [`PodExec::mounts`].
+    pub mounts: BTreeMap<String, PathBuf>,
+}
+
+impl PodRun {
+    /// Whether a pod `namespace/name` with `labels` is run by this configuration.
+    pub fn matches(&self, namespace: &str, name: &str, labels: Option<&Value>) -> bool {
+        self.namespace == namespace
+            && self
+                .name_prefix
+                .as_deref()
+                .is_none_or(|prefix| name.starts_with(prefix))
+            && self.labels.iter().all(|(k, v)| {
+                labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v.as_str())
+            })
+    }
+
+    /// The simulator document for this configuration (`apiVersion: kubesim.hasteward.dev/v1`,
+    /// `kind: PodRun`), as kept in [`SimConfig::objects`].
+    pub fn to_document(&self) -> Value {
+        let mut doc = serde_json::to_value(self).unwrap_or_default();
+        if let Value::Object(map) = &mut doc {
+            map.retain(|_, v| !v.is_null());
+            map.insert("apiVersion".into(), Value::from(SIM_API_VERSION));
+            map.insert("kind".into(), Value::from("PodRun"));
+        }
+        doc
+    }
+
+    /// Parse a `kind: PodRun` document (apiVersion and kind included or not).
+    pub(crate) fn from_document(doc: &Value) -> Result<PodRun, String> {
+        let mut map = doc.as_object().cloned().unwrap_or_default();
+        map.remove("apiVersion");
+        map.remove("kind");
+        let run: PodRun =
+            serde_json::from_value(Value::Object(map)).map_err(|e| format!("PodRun: {e}"))?;
+        if run.namespace.is_empty() {
+            return Err("PodRun needs namespace".into());
+        }
+        Ok(run)
+    }
+}
+
 /// Everything the simulator starts with: seed objects and exec configurations.
 #[derive(Clone, Debug, Default)]
 pub struct SimConfig {
-    /// Kubernetes objects to seed the store with.
+    /// Kubernetes objects to seed the store with. [`PodRun`] documents
+    /// (`apiVersion: kubesim.hasteward.dev/v1`, `kind: PodRun`, see [`PodRun::to_document`]) are
+    /// kept here too (so that `SimConfig { objects, exec }` literals stay valid); the simulator
+    /// takes them out at start and never serves them.
     pub objects: Vec<Value>,
     /// Exec configurations (later entries for the same pod/container win).
     pub exec: Vec<PodExec>,
+}
+
+/// Whether `obj` is a `kubesim.hasteward.dev/v1` `PodRun` document.
+pub(crate) fn is_pod_run_document(obj: &Value) -> bool {
+    obj.get("apiVersion").and_then(Value::as_str) == Some(SIM_API_VERSION)
+        && obj.get("kind").and_then(Value::as_str) == Some("PodRun")
 }
 
 /// YAML 1.2 scalars: `no`, `on`, `y`, `0755` stay strings, as in Kubernetes manifests
@@ -149,6 +224,20 @@ impl SimConfig {
         Ok(config)
     }
 
+    /// The [`PodRun`] configurations among [`SimConfig::objects`], in order.
+    pub fn pod_runs(&self) -> Result<Vec<PodRun>, Error> {
+        self.objects
+            .iter()
+            .filter(|o| is_pod_run_document(o))
+            .map(|o| PodRun::from_document(o).map_err(Error::Fixture))
+            .collect()
+    }
+
+    /// Add a [`PodRun`] configuration (as a document in [`SimConfig::objects`]).
+    pub fn add_pod_run(&mut self, run: &PodRun) {
+        self.objects.push(run.to_document());
+    }
+
     /// Parse multi-document YAML (or JSON) text.
     pub fn from_yaml(text: &str) -> Result<Self, Error> {
         Self::parse(text, "<yaml>")
@@ -180,9 +269,15 @@ impl SimConfig {
             )));
         }
         if api_version == SIM_API_VERSION {
+            if kind == "PodRun" {
+                let doc = Value::Object(map);
+                PodRun::from_document(&doc).map_err(|e| Error::Fixture(format!("{what}: {e}")))?;
+                self.objects.push(doc);
+                return Ok(());
+            }
             if kind != "PodExec" {
                 return Err(Error::Fixture(format!(
-                    "{what}: unknown simulator kind {kind:?} (only PodExec exists)"
+                    "{what}: unknown simulator kind {kind:?} (only PodExec and PodRun exist)"
                 )));
             }
             map.remove("apiVersion");
@@ -251,6 +346,39 @@ dropAfterBytes: 10
         assert_eq!(cfg.exec[0].env["A"], "1");
         assert_eq!(cfg.exec[0].drop_after_bytes, Some(10));
         assert_eq!(cfg.exec[0].path_prepend, vec![PathBuf::from("/tmp/bin")]);
+    }
+
+    #[test]
+    fn parses_pod_runs() {
+        let cfg = SimConfig::from_yaml(
+            r#"
+apiVersion: kubesim.hasteward.dev/v1
+kind: PodRun
+namespace: db
+namePrefix: basebackup-
+labels: {app: hasteward}
+mounts: {/data: /tmp/x}
+"#,
+        )
+        .unwrap();
+        let runs = cfg.pod_runs().unwrap();
+        assert_eq!(runs.len(), 1);
+        let run = &runs[0];
+        assert_eq!(run.name_prefix.as_deref(), Some("basebackup-"));
+        let labels = serde_json::json!({"app": "hasteward", "x": "y"});
+        assert!(run.matches("db", "basebackup-abc", Some(&labels)));
+        assert!(!run.matches("db", "other", Some(&labels)));
+        assert!(!run.matches("db", "basebackup-abc", None));
+        assert!(!run.matches("ns", "basebackup-abc", Some(&labels)));
+        assert_eq!(PodRun::from_document(&run.to_document()).unwrap(), *run);
+        let err = SimConfig::from_yaml(
+            "apiVersion: kubesim.hasteward.dev/v1\nkind: PodRun\nnamespace: a\nnamePrefx: b\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("namePrefx"), "{err}");
+        let err = SimConfig::from_yaml("apiVersion: kubesim.hasteward.dev/v1\nkind: PodRun\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("namespace"), "{err}");
     }
 
     #[test]

@@ -45,11 +45,10 @@ const BUF: usize = 64 * 1024;
 type Tx = SplitSink<WebSocket, Message>;
 type Rx = SplitStream<WebSocket>;
 
-/// Send SIGKILL to a whole process group (ignoring "no such process").
 /// Maps container paths onto local directories by rewriting every argv element that mentions
 /// one (`/var/lib/mysql/grastate.dat` → `<dir>/grastate.dat`): a textual stand-in for a volume
 /// mount, so in-pod scripts can use the container's fixed paths. Longest prefix first.
-fn rewrite_mounts(argv: Vec<String>, mounts: &BTreeMap<String, PathBuf>) -> Vec<String> {
+pub(crate) fn rewrite_mounts(argv: Vec<String>, mounts: &BTreeMap<String, PathBuf>) -> Vec<String> {
     if mounts.is_empty() {
         return argv;
     }
@@ -66,6 +65,7 @@ fn rewrite_mounts(argv: Vec<String>, mounts: &BTreeMap<String, PathBuf>) -> Vec<
         .collect()
 }
 
+/// Send SIGKILL to a whole process group (ignoring "no such process").
 pub(crate) fn kill_group(pgid: i32) {
     use nix::sys::signal::{killpg, Signal};
     use nix::unistd::Pid;
@@ -86,6 +86,49 @@ struct ExecSpec {
     /// Channel stderr is relayed on (stdout when a tty was requested).
     stderr_channel: u8,
     drop_after: Option<u64>,
+}
+
+/// `PATH` with `prepend` in front of the configured (`env`) or inherited `PATH`; `None` when
+/// nothing is prepended.
+pub(crate) fn prepended_path(
+    env: &BTreeMap<String, String>,
+    prepend: &[PathBuf],
+) -> Result<Option<std::ffi::OsString>, String> {
+    if prepend.is_empty() {
+        return Ok(None);
+    }
+    let base = env
+        .get("PATH")
+        .map(std::ffi::OsString::from)
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = prepend.to_vec();
+    dirs.extend(std::env::split_paths(&base));
+    std::env::join_paths(dirs)
+        .map(Some)
+        .map_err(|e| format!("PATH: {e}"))
+}
+
+/// A command for `argv` (non-empty) in its own process group, killed when dropped, with `env`
+/// added to the simulator's environment, `PATH` replaced by `path` and run in `cwd`.
+pub(crate) fn local_command(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    path: Option<&std::ffi::OsString>,
+    cwd: Option<&PathBuf>,
+) -> Command {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .envs(env)
+        .kill_on_drop(true)
+        .process_group(0);
+    if let Some(path) = path {
+        cmd.env("PATH", path);
+    }
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    cmd
 }
 
 /// Validate an exec request and, if it is acceptable, upgrade it to a
@@ -177,19 +220,7 @@ async fn prepare(
             "you must specify at least 1 command (kubesim)",
         ));
     }
-    let path = if config.path_prepend.is_empty() {
-        None
-    } else {
-        let base = config
-            .env
-            .get("PATH")
-            .map(std::ffi::OsString::from)
-            .or_else(|| std::env::var_os("PATH"))
-            .unwrap_or_default();
-        let mut dirs: Vec<PathBuf> = config.path_prepend.clone();
-        dirs.extend(std::env::split_paths(&base));
-        Some(std::env::join_paths(dirs).map_err(|e| ApiError::internal(format!("PATH: {e}")))?)
-    };
+    let path = prepended_path(&config.env, &config.path_prepend).map_err(ApiError::internal)?;
     let argv = rewrite_mounts(argv, &config.mounts);
     let spec = ExecSpec {
         argv,
@@ -270,15 +301,16 @@ fn resolve_container(
     }
 }
 
-/// Kills the session's process group unless disarmed (also on task cancellation).
-struct GroupGuard {
+/// Kills a process group unless disarmed (also on task cancellation), and keeps it registered
+/// in `Shared::groups` (killed when the simulator is dropped) while it lives.
+pub(crate) struct GroupGuard {
     pgid: i32,
     armed: bool,
     shared: Arc<Shared>,
 }
 
 impl GroupGuard {
-    fn new(pgid: i32, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(pgid: i32, shared: Arc<Shared>) -> Self {
         lock(&shared.groups).insert(pgid);
         GroupGuard {
             pgid,
@@ -287,7 +319,7 @@ impl GroupGuard {
         }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if self.armed {
             kill_group(self.pgid);
             self.armed = false;
@@ -325,12 +357,17 @@ fn exit_status_json(status: ExitStatus) -> Value {
     })
 }
 
-fn spawn_failure_json(program: &str, err: &io::Error) -> Value {
-    let message = if err.kind() == io::ErrorKind::NotFound {
+/// How a container runtime reports a program that could not be started.
+pub(crate) fn spawn_failure_message(program: &str, err: &io::Error) -> String {
+    if err.kind() == io::ErrorKind::NotFound {
         format!("exec: \"{program}\": executable file not found in $PATH")
     } else {
         format!("exec: \"{program}\": {err}")
-    };
+    }
+}
+
+fn spawn_failure_json(program: &str, err: &io::Error) -> Value {
+    let message = spawn_failure_message(program, err);
     json!({
         "metadata": {},
         "status": "Failure",
@@ -358,20 +395,10 @@ enum Outcome {
 async fn session(socket: WebSocket, spec: ExecSpec, shared: Arc<Shared>) {
     let (mut tx, mut rx) = socket.split();
     let pipe = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
-    let mut cmd = Command::new(&spec.argv[0]);
-    cmd.args(&spec.argv[1..])
-        .envs(&spec.env)
-        .stdin(pipe(spec.stdin))
+    let mut cmd = local_command(&spec.argv, &spec.env, spec.path.as_ref(), spec.cwd.as_ref());
+    cmd.stdin(pipe(spec.stdin))
         .stdout(pipe(spec.stdout))
-        .stderr(pipe(spec.stderr))
-        .kill_on_drop(true)
-        .process_group(0);
-    if let Some(path) = &spec.path {
-        cmd.env("PATH", path);
-    }
-    if let Some(cwd) = &spec.cwd {
-        cmd.current_dir(cwd);
-    }
+        .stderr(pipe(spec.stderr));
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {

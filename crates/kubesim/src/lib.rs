@@ -7,9 +7,11 @@
 //! request so tests can assert on what was (not) written, and implements pod
 //! `exec` over the Kubernetes websocket channel protocol by running the
 //! command as a *local* process — so a "pod" can be a real local PostgreSQL or
-//! Galera node. See `docs/kubesim.md` for the fixture format and limits.
+//! Galera node. Pods created through the API can also be *run* as local
+//! processes ([`PodRun`]), for helper pods. See `docs/kubesim.md` for the
+//! fixture format and limits.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -25,13 +27,14 @@ mod discovery;
 mod exec;
 mod kinds;
 mod patch;
+mod podrun;
 mod rest;
 mod scale;
 mod status;
 mod store;
 mod watch;
 
-pub use config::{Error, PodExec, SimConfig, SIM_API_VERSION};
+pub use config::{Error, PodExec, PodRun, SimConfig, SIM_API_VERSION};
 pub use kinds::plural_of;
 
 /// One request as the simulator saw it.
@@ -73,6 +76,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Shared {
     pub(crate) store: Mutex<store::Store>,
     pub(crate) exec: Mutex<Vec<PodExec>>,
+    /// Which created pods are run as local processes.
+    pub(crate) pod_runs: Mutex<Vec<PodRun>>,
+    /// Captured stdout+stderr of run pods, by pod uid.
+    pub(crate) pod_logs: Mutex<HashMap<String, Vec<u8>>>,
     requests: Mutex<Vec<RecordedRequest>>,
     record_file: Option<Mutex<std::fs::File>>,
     /// Process groups of exec sessions that are still running.
@@ -126,7 +133,7 @@ impl Default for StartOptions {
 
 /// A running simulator. It serves from its own thread and tokio runtime, so
 /// it can be used from plain `#[test]` functions; dropping it stops the
-/// server and kills every exec process that is still running.
+/// server and kills every exec and pod process that is still running.
 pub struct Simulator {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -145,7 +152,13 @@ impl Simulator {
         if !options.listen.ip().is_loopback() {
             return Err(Error::NotLoopback(options.listen));
         }
-        let store = store::Store::new(config.objects)?;
+        let pod_runs = config.pod_runs()?;
+        let objects = config
+            .objects
+            .into_iter()
+            .filter(|o| !config::is_pod_run_document(o))
+            .collect();
+        let store = store::Store::new(objects)?;
         let record_file = match &options.record_file {
             Some(path) => Some(Mutex::new(
                 std::fs::OpenOptions::new()
@@ -167,6 +180,8 @@ impl Simulator {
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             exec: Mutex::new(config.exec),
+            pod_runs: Mutex::new(pod_runs),
+            pod_logs: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
             record_file,
             groups: Mutex::new(HashSet::new()),
@@ -300,6 +315,18 @@ preferences: {{}}
             !(c.namespace == exec.namespace && c.pod == exec.pod && c.container == exec.container)
         });
         configs.push(exec);
+    }
+
+    /// Add a pod run configuration, replacing one with the same namespace, name prefix and
+    /// labels. It applies to pods created from now on.
+    pub fn set_pod_run(&self, run: PodRun) {
+        let mut configs = lock(&self.shared.pod_runs);
+        configs.retain(|c| {
+            !(c.namespace == run.namespace
+                && c.name_prefix == run.name_prefix
+                && c.labels == run.labels)
+        });
+        configs.push(run);
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::patch::{self, PatchKind};
 use crate::status::ApiError;
 use crate::store::{ObjectKey, ResourceKey, Selector, Store};
-use crate::{discovery, exec, lock, scale, watch, RecordedRequest, Shared};
+use crate::{discovery, exec, lock, podrun, scale, watch, RecordedRequest, Shared};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 256 << 20;
@@ -246,7 +246,7 @@ fn sim_requests(shared: &Shared, method: &Method) -> Response {
 }
 
 fn dispatch(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     method: &Method,
     route: &Route,
     query: &Query,
@@ -298,8 +298,14 @@ fn dispatch(
                 Ok(json_response(200, &list(&store, rp, query)?))
             }
             Method::POST => {
-                let mut store = lock(&shared.store);
-                create(&mut store, rp, parse_json(body)?, dry_run).map(|v| json_response(201, &v))
+                let created = {
+                    let mut store = lock(&shared.store);
+                    create(&mut store, rp, parse_json(body)?, dry_run)?
+                };
+                if !dry_run {
+                    podrun::on_create(shared, &rp.resource, &created);
+                }
+                Ok(json_response(201, &created))
             }
             Method::DELETE => {
                 let mut store = lock(&shared.store);
@@ -307,6 +313,18 @@ fn dispatch(
             }
             _ => Err(method_not_allowed(method)),
         },
+        (true, None) if *method == Method::PATCH => {
+            let key = rp.key().expect("named");
+            let (code, obj) = {
+                let mut store = lock(&shared.store);
+                patch(&mut store, rp, &key, headers, body, dry_run)?
+            };
+            if code == 201 && !dry_run {
+                // Server-side apply created the object.
+                podrun::on_create(shared, &rp.resource, &obj);
+            }
+            Ok(json_response(code, &obj))
+        }
         (true, None) => {
             let key = rp.key().expect("named");
             let mut store = lock(&shared.store);
@@ -318,7 +336,6 @@ fn dispatch(
                     .ok_or_else(|| ApiError::not_found(&key.resource.plural, &key.name)),
                 Method::PUT => replace(&mut store, &key, parse_json(body)?, dry_run)
                     .map(|v| json_response(200, &v)),
-                Method::PATCH => patch(&mut store, rp, &key, headers, body, dry_run),
                 Method::DELETE => store.delete(&key, dry_run).map(|v| json_response(200, &v)),
                 _ => Err(method_not_allowed(method)),
             }
@@ -334,7 +351,8 @@ fn dispatch(
                     .ok_or_else(|| ApiError::not_found(&key.resource.plural, &key.name)),
                 Method::PUT => replace_status(&mut store, &key, parse_json(body)?, dry_run)
                     .map(|v| json_response(200, &v)),
-                Method::PATCH => patch(&mut store, rp, &key, headers, body, dry_run),
+                Method::PATCH => patch(&mut store, rp, &key, headers, body, dry_run)
+                    .map(|(code, v)| json_response(code, &v)),
                 _ => Err(method_not_allowed(method)),
             }
         }
@@ -349,11 +367,20 @@ fn dispatch(
             let pod = store
                 .get(&key)
                 .ok_or_else(|| ApiError::not_found("pods", &key.name))?;
-            let text = pod
-                .pointer("/metadata/annotations/kubesim.hasteward.dev~1log")
+            // A run pod's captured output, else the annotation (fixtures' canned logs).
+            let captured = pod
+                .pointer("/metadata/uid")
                 .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+                .and_then(|uid| lock(&shared.pod_logs).get(uid).cloned());
+            let text = match captured {
+                Some(bytes) => bytes,
+                None => pod
+                    .pointer("/metadata/annotations/kubesim.hasteward.dev~1log")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .as_bytes()
+                    .to_vec(),
+            };
             Ok((
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "text/plain")],
@@ -546,7 +573,7 @@ fn patch(
     headers: &HeaderMap,
     body: &Bytes,
     dry_run: bool,
-) -> Result<Response, ApiError> {
+) -> Result<(u16, Value), ApiError> {
     let kind = patch_kind(headers)?;
     let patch_body = parse_patch_body(kind, body)?;
     let Some(current) = store.get(key).cloned() else {
@@ -559,7 +586,7 @@ fn patch(
             check_name(key, &obj)?;
             check_type(store, rp, &mut obj)?;
             let created = store.create(key, obj, dry_run)?;
-            return Ok(json_response(201, &created));
+            return Ok((201, created));
         }
         return Err(ApiError::not_found(&key.resource.plural, &key.name));
     };
@@ -587,9 +614,7 @@ fn patch(
         set_field(&mut patched, "status", current.get("status").cloned());
         patched
     };
-    store
-        .update(key, new, dry_run)
-        .map(|v| json_response(200, &v))
+    store.update(key, new, dry_run).map(|v| (200, v))
 }
 
 fn delete_collection(
