@@ -1038,3 +1038,228 @@ fn galera_nodes_without_pods_are_recovered_by_helper_pods_on_their_volumes() {
     }
     drop(g);
 }
+
+/// A stand-in for the CloudNativePG operator and kubelet around a reseed of `pg-2`: when the
+/// pod is deleted its server stops (the container is killed); once reconciliation is back on,
+/// the reseeded data directory is started as a replica of the primary and the pod recreated.
+fn cnpg_operator_stand_in(
+    url: String,
+    pod: Value,
+    mut replica: Postgres,
+    primary_port_source: std::sync::Arc<Postgres>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Postgres> {
+    std::thread::spawn(move || {
+        let get = |path: &str| -> Option<Value> {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "-f"])
+                .arg(format!("{url}{path}"))
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| serde_json::from_slice(&out.stdout).ok())?
+        };
+        let cluster_path = format!("/apis/postgresql.cnpg.io/v1/namespaces/{NS}/clusters/pg");
+        let pod_path = format!("/api/v1/namespaces/{NS}/pods/pg-2");
+        let mut stopped = false;
+        let mut saw_disabled = false;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let cluster = get(&cluster_path).unwrap_or(Value::Null);
+            let disabled =
+                cluster["metadata"]["annotations"]["cnpg.io/reconciliationLoop"] == "disabled";
+            saw_disabled |= disabled;
+            if !stopped && (disabled || get(&pod_path).is_none()) {
+                replica.shut_down();
+                stopped = true;
+            }
+            if stopped && saw_disabled && !disabled {
+                // Reconciliation is back on: the reseeded instance starts and its pod returns.
+                replica.follow(&primary_port_source, "pg-2");
+                let mut pod = pod.clone();
+                let meta = pod["metadata"].as_object_mut().unwrap();
+                meta.remove("uid");
+                meta.remove("resourceVersion");
+                let _ = std::process::Command::new("curl")
+                    .args([
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        "-X",
+                        "POST",
+                        "-H",
+                        "Content-Type: application/json",
+                        "--data",
+                    ])
+                    .arg(serde_json::to_string(&pod).unwrap())
+                    .arg(format!("{url}/api/v1/namespaces/{NS}/pods"))
+                    .output();
+                return replica;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        replica
+    })
+}
+
+#[test]
+fn repair_reseeds_a_diverged_replica_after_escrow_and_it_streams_again() {
+    let p = std::sync::Arc::new(Postgres::start());
+    let r2 = p.start_replica_named("pg-2");
+    p.psql(
+        "postgres",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
+    );
+    p.wait_replica_caught_up(&r2);
+    // Split brain: pg-2 promoted by mistake and written to, while pg-1 (CNPG's primary) also
+    // takes writes.
+    r2.promote();
+    r2.psql(
+        "postgres",
+        "INSERT INTO t SELECT -g FROM generate_series(1, 500) g",
+    );
+    p.psql(
+        "postgres",
+        "INSERT INTO t SELECT g FROM generate_series(1001, 3000) g",
+    );
+    r2.psql("postgres", "CHECKPOINT");
+    p.psql("postgres", "CHECKPOINT");
+    let primary_rows = p.psql("postgres", "SELECT count(*) || ':' || sum(g) FROM t");
+
+    let (sim, dir) = cnpg_sim("pg-1", &[("pg-1", &p), ("pg-2", &r2)]);
+    let mut cluster = sim
+        .get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")
+        .unwrap();
+    cluster["spec"]["imageName"] = json!("ghcr.io/cloudnative-pg/postgresql:15");
+    sim.put(cluster);
+    // The reseed helper runs locally: pg_basebackup from the real primary into pg-2's data
+    // directory (TLS and the streaming_replica user are replaced by the test server's password).
+    sim.set_pod_run(hasteward_kubesim::PodRun {
+        namespace: NS.into(),
+        name_prefix: Some("pg-2-reseed".into()),
+        env: [
+            ("PGHOST".to_string(), "127.0.0.1".to_string()),
+            ("PGPORT".to_string(), p.port().to_string()),
+            ("PGUSER".to_string(), "postgres".to_string()),
+            ("PGPASSWORD".to_string(), p.password().to_string()),
+            ("PGSSLMODE".to_string(), "disable".to_string()),
+        ]
+        .into(),
+        path_prepend: vec![p.bin_dir().to_path_buf()],
+        mounts: [(PGDATA.to_string(), r2.data_dir().to_path_buf())].into(),
+        ..hasteward_kubesim::PodRun::default()
+    });
+    let original = sim.get("v1", "pods", Some(NS), "pg-2").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stand_in = cnpg_operator_stand_in(sim.url(), original, r2, p.clone(), stop.clone());
+
+    let repo = Repo::new();
+    let kubeconfig = dir.path().join("kubeconfig").display().to_string();
+    let mut args: Vec<String> = [
+        "repair",
+        "--kubeconfig",
+        &kubeconfig,
+        "-e",
+        "cnpg",
+        "-c",
+        "pg",
+        "-n",
+        NS,
+        "--instance",
+        "pg-2",
+        "--force",
+        "--heal-timeout",
+        "60",
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(repo.args());
+    sim.clear_requests();
+    let (code, out, err) = run(&args, None);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r2 = stand_in.join().unwrap();
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // Escrow first: pg-1's dump (escrow) and pg-2's diverged side, both real snapshots.
+    let snaps = repo.snapshots();
+    let kinds: Vec<(String, String)> = snaps
+        .iter()
+        .map(|s| {
+            let tags: Vec<String> = serde_json::from_value(s["tags"].clone()).unwrap();
+            let kind = tags
+                .iter()
+                .find(|t| t.starts_with("type="))
+                .cloned()
+                .unwrap_or_default();
+            (kind, s["paths"][0].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("type=escrow".into(), "/db/pg/pg_dumpall.sql".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("type=diverged".into(), "/db/pg/pg-2.pg_dumpall.sql".into())),
+        "{kinds:?}"
+    );
+    let diverged_dump = repo.restic(&["dump", "latest", "/db/pg/pg-2.pg_dumpall.sql"]);
+    assert!(String::from_utf8_lossy(&diverged_dump.stdout).contains("-500"));
+
+    // The exact fence/reconciliation sequence, and nothing left behind.
+    let patches: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/clusters/pg"))
+        .map(|r| r.body.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(patches.len(), 4, "{patches:?}");
+    assert!(
+        patches[0].contains("fencedInstances") && patches[0].contains("pg-2"),
+        "{patches:?}"
+    );
+    assert!(
+        patches[1].contains("\"cnpg.io/reconciliationLoop\":\"disabled\""),
+        "{patches:?}"
+    );
+    assert!(
+        patches[2].contains("\"cnpg.io/reconciliationLoop\":null"),
+        "{patches:?}"
+    );
+    assert!(patches[3].contains("fencedInstances"), "{patches:?}");
+    let cluster = sim
+        .get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")
+        .unwrap();
+    let annotations = &cluster["metadata"]["annotations"];
+    assert!(
+        annotations.get("cnpg.io/reconciliationLoop").is_none(),
+        "{annotations}"
+    );
+    assert!(
+        annotations.get("cnpg.io/fencedInstances").is_none()
+            || annotations["cnpg.io/fencedInstances"] == "[]",
+        "{annotations}"
+    );
+    assert!(sim
+        .get("coordination.k8s.io/v1", "leases", Some(NS), "hasteward-pg")
+        .is_none());
+
+    // pg-2 is a replica of pg-1 again, with pg-1's rows (its diverged rows are only in the
+    // escrow), and it streams.
+    p.wait_replica_caught_up(&r2);
+    assert_eq!(r2.psql("postgres", "SELECT pg_is_in_recovery()"), "t");
+    assert_eq!(
+        r2.psql("postgres", "SELECT count(*) || ':' || sum(g) FROM t"),
+        primary_rows
+    );
+    p.psql("postgres", "INSERT INTO t VALUES (424242)");
+    p.wait_replica_caught_up(&r2);
+    assert_eq!(
+        r2.psql("postgres", "SELECT count(*) FROM t WHERE g = 424242"),
+        "1"
+    );
+    let env = envelope(&out);
+    assert_eq!(env["data"]["after"]["verdict"], "healthy", "{out}");
+}

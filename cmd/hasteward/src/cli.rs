@@ -153,6 +153,21 @@ pub struct RepairArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub repo: RepoArgs,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+impl RepairArgs {
+    /// `cnpg` / `galera`, for messages.
+    pub fn engine_name(&self) -> &'static str {
+        match self.engine {
+            EngineArg::Cnpg => "cnpg",
+            EngineArg::Galera => "galera",
+            EngineArg::Standalone => "standalone",
+            EngineArg::Vault => "vault",
+            EngineArg::Vmbackup => "vmbackup",
+        }
+    }
 }
 
 /// `--fail-on` thresholds.

@@ -238,7 +238,7 @@ pub(crate) fn host_target(db: DbType, h: &HostArgs) -> Result<HostTarget, Error>
     Ok(t)
 }
 
-async fn open_repo(cli: &Cli, r: &RepoArgs) -> Result<Restic, Error> {
+pub(crate) async fn open_repo(cli: &Cli, r: &RepoArgs) -> Result<Restic, Error> {
     require_file("--password-file", r.password_file.as_deref())?;
     let creds = Credentials {
         repo: r.repo.clone(),
@@ -248,7 +248,11 @@ async fn open_repo(cli: &Cli, r: &RepoArgs) -> Result<Restic, Error> {
     Ok(Restic::open(&cli.restic_bin, &creds).await?)
 }
 
-fn settings(s: &StreamArgs, rep: &Reporter, cancel: &CancellationToken) -> StreamSettings {
+pub(crate) fn settings(
+    s: &StreamArgs,
+    rep: &Reporter,
+    cancel: &CancellationToken,
+) -> StreamSettings {
     StreamSettings {
         stall_timeout: (s.stall_timeout > 0).then(|| Duration::from_secs(s.stall_timeout)),
         progress: rep.progress(),

@@ -1,9 +1,10 @@
 //! `hasteward repair`: triage, plan (pure, gated), then act on an approved plan only.
 //!
 //! `--dry-run` stops after printing the plan and sends no mutating request. Execution holds the
-//! cluster's Lease for its whole run and releases it on every path. This build executes plans
-//! made of restarts (a pod deleted and recreated by its operator, nothing destroyed); reseed and
-//! bootstrap plans are computed, gated and printed, but not executed yet.
+//! cluster's Lease for its whole run and releases it on every path, takes the escrow backups
+//! first (a failed one stops everything), then heals each target. This build executes restarts
+//! (both engines) and CNPG reseeds; Galera reseeds and bootstraps are computed, gated and
+//! printed, but not executed yet.
 
 use std::time::Duration;
 
@@ -77,7 +78,7 @@ pub async fn run(
         rep.warn(w.clone());
     }
     rep.human(&text);
-    execute(&kube, a, &plan, rep, cancel).await?;
+    execute(cli, &kube, a, &plan, rep, cancel).await?;
     let after =
         crate::triage::triage_report(&kube, rep, a.engine, &a.namespace, &a.cluster, false).await?;
     let summary = format!(
@@ -95,24 +96,33 @@ pub async fn run(
     ))
 }
 
-/// Executes an approved plan under the cluster's lease.
+/// Executes an approved plan under the cluster's lease: escrow backups first (a failed one stops
+/// everything), then each target.
 async fn execute(
+    cli: &Cli,
     kube: &Kube,
     a: &RepairArgs,
     plan: &RepairPlan,
     rep: &Reporter,
     cancel: &CancellationToken,
 ) -> Result<(), Error> {
-    if let Some(t) = plan
-        .targets
-        .iter()
-        .find(|t| t.remediation != Remediation::Restart)
-    {
+    let unsupported = plan.targets.iter().find(|t| {
+        t.remediation == Remediation::Bootstrap
+            || (t.remediation == Remediation::Reseed && a.engine != EngineArg::Cnpg)
+    });
+    if let Some(t) = unsupported {
         return Err(Error::Refused(format!(
-            "this build plans but does not yet execute {:?} steps ({}): the plan above is what would run; use --dry-run to review it",
-            t.remediation, t.instance
+            "this build plans but does not yet execute {:?} on {} ({}): the plan above is what would run; use --dry-run to review it",
+            t.remediation,
+            a.engine_name(),
+            t.instance
         )));
     }
+    let restic = if plan.escrow.is_empty() {
+        None
+    } else {
+        Some(crate::commands::open_repo(cli, &a.repo).await?)
+    };
     let container = match a.engine {
         EngineArg::Cnpg => "postgres",
         _ => "mariadb",
@@ -124,23 +134,45 @@ async fn execute(
         )
         .await?;
     let result = async {
+        if let Some(restic) = &restic {
+            for e in &plan.escrow {
+                escrow(kube, restic, a, e, rep, cancel).await?;
+            }
+        }
         for t in &plan.targets {
             if cancel.is_cancelled() {
                 return Err(Error::Refused("cancelled before every step ran".into()));
             }
-            let old = rep
-                .step("pod.delete", kube.delete_pod(&a.namespace, &t.instance))
-                .await?;
-            let wait = kube.wait_pod_ready(
-                &a.namespace,
-                &t.instance,
-                container,
-                old.as_deref(),
-                Duration::from_secs(a.heal_timeout),
-            );
-            tokio::select! {
-                r = rep.step("wait.ready", wait) => r?,
-                _ = cancel.cancelled() => return Err(Error::Refused(format!("cancelled while waiting for {} to be Ready", t.instance))),
+            match t.remediation {
+                Remediation::Restart => {
+                    let old = rep
+                        .step("pod.delete", kube.delete_pod(&a.namespace, &t.instance))
+                        .await?;
+                    let wait = kube.wait_pod_ready(
+                        &a.namespace,
+                        &t.instance,
+                        container,
+                        old.as_deref(),
+                        Duration::from_secs(a.heal_timeout),
+                    );
+                    tokio::select! {
+                        r = rep.step("wait.ready", wait) => r?,
+                        _ = cancel.cancelled() => return Err(Error::Refused(format!("cancelled while waiting for {} to be Ready", t.instance))),
+                    }
+                }
+                Remediation::Reseed => {
+                    let reseed = hasteward_engines::repair::CnpgReseed {
+                        namespace: a.namespace.clone(),
+                        cluster: a.cluster.clone(),
+                        instance: t.instance.clone(),
+                        timeout: Duration::from_secs(a.heal_timeout),
+                    };
+                    let log = rep
+                        .step("reseed", hasteward_engines::repair::cnpg_reseed(kube, &reseed))
+                        .await?;
+                    rep.human(&format!("{}: {}", t.instance, log.trim()));
+                }
+                Remediation::Bootstrap => unreachable!("refused above"),
             }
         }
         Ok(())
@@ -149,5 +181,70 @@ async fn execute(
     let released = guard.release().await;
     result?;
     released?;
+    Ok(())
+}
+
+/// One escrow backup: the instance's `pg_dumpall` (in its `postgres` container) streamed into
+/// restic through the commit gate, as a `escrow` (the authority) or `diverged` snapshot named by
+/// the instance.
+async fn escrow(
+    kube: &Kube,
+    restic: &hasteward_restic::Restic,
+    a: &RepairArgs,
+    e: &hasteward_triage::plan::EscrowStep,
+    rep: &Reporter,
+    cancel: &CancellationToken,
+) -> Result<(), Error> {
+    use hasteward_engines::pod::{PodAuth, PodDatabase};
+    use hasteward_model::{DbType, Engine, SnapshotKind, SnapshotLabels};
+    if a.engine != EngineArg::Cnpg {
+        return Err(Error::Refused(
+            "escrow backups of Galera nodes are not executed by this build".into(),
+        ));
+    }
+    let runner = hasteward_k8s::PodRunner::new(kube, &a.namespace, &e.instance, "postgres");
+    let location = runner.location();
+    let db = PodDatabase::new(
+        runner,
+        location,
+        DbType::Postgres,
+        "postgres",
+        PodAuth::Container,
+    );
+    let (kind, file) = if e.kind == "diverged" {
+        (
+            SnapshotKind::Diverged,
+            format!("{}.{}", e.instance, DbType::Postgres.dump_file()),
+        )
+    } else {
+        (
+            SnapshotKind::Escrow,
+            DbType::Postgres.dump_file().to_string(),
+        )
+    };
+    let labels = SnapshotLabels {
+        engine: Engine::Cnpg,
+        cluster: a.cluster.clone(),
+        namespace: a.namespace.clone(),
+        kind,
+        db_type: Some(DbType::Postgres),
+        file,
+        database: None,
+    };
+    let settings = crate::commands::settings(&a.stream, rep, cancel);
+    let result = rep
+        .step(
+            "escrow.backup",
+            hasteward_engines::flows::backup(restic, &db, &labels, &settings),
+        )
+        .await?;
+    rep.human(&format!(
+        "escrow: {} of {} saved as snapshot {} ({} bytes, sha256 {})",
+        e.kind,
+        e.instance,
+        result.short_id,
+        result.bytes,
+        &result.sha256[..16]
+    ));
     Ok(())
 }

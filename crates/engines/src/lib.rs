@@ -9,6 +9,7 @@ mod error;
 pub mod flows;
 pub mod linefilter;
 pub mod pod;
+pub mod repair;
 pub mod secrets;
 pub mod standalone;
 pub mod target;

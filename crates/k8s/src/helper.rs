@@ -48,6 +48,10 @@ pub struct HelperSpec {
     pub deadline: Duration,
     /// Extra labels (e.g. the cluster's, for NetworkPolicies).
     pub labels: BTreeMap<String, String>,
+    /// Environment variables (no secrets: use `secrets` files).
+    pub env: Vec<(String, String)>,
+    /// Secrets mounted read-only (0400, owned by the pod's group): (secret name, mount path).
+    pub secrets: Vec<(String, String)>,
 }
 
 /// How a helper ended.
@@ -86,25 +90,51 @@ pub fn helper_pod(spec: &HelperSpec) -> Pod {
     let mut labels = spec.labels.clone();
     labels.insert("app.kubernetes.io/managed-by".into(), "hasteward".into());
     labels.insert(HELPER_LABEL.into(), spec.purpose.clone());
-    let (volumes, mounts) = match &spec.volume {
-        Some((claim, path, read_only)) => (
-            Some(vec![Volume {
-                name: "data".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: claim.clone(),
-                    read_only: Some(*read_only),
-                }),
-                ..Volume::default()
-            }]),
-            Some(vec![VolumeMount {
-                name: "data".into(),
-                mount_path: path.clone(),
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    if let Some((claim, path, read_only)) = &spec.volume {
+        volumes.push(Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
                 read_only: Some(*read_only),
-                ..VolumeMount::default()
-            }]),
-        ),
-        None => (None, None),
-    };
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "data".into(),
+            mount_path: path.clone(),
+            read_only: Some(*read_only),
+            ..VolumeMount::default()
+        });
+    }
+    for (i, (secret, path)) in spec.secrets.iter().enumerate() {
+        let name = format!("secret-{i}");
+        volumes.push(Volume {
+            name: name.clone(),
+            secret: Some(k8s_openapi::api::core::v1::SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name,
+            mount_path: path.clone(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    let env: Vec<k8s_openapi::api::core::v1::EnvVar> = spec
+        .env
+        .iter()
+        .map(|(k, v)| k8s_openapi::api::core::v1::EnvVar {
+            name: k.clone(),
+            value: Some(v.clone()),
+            ..Default::default()
+        })
+        .collect();
     Pod {
         metadata: ObjectMeta {
             name: Some(name),
@@ -123,6 +153,7 @@ pub fn helper_pod(spec: &HelperSpec) -> Pod {
             security_context: spec.run_as.map(|(uid, gid)| PodSecurityContext {
                 run_as_user: Some(uid),
                 run_as_group: Some(gid),
+                fs_group: Some(gid),
                 run_as_non_root: Some(uid != 0),
                 ..PodSecurityContext::default()
             }),
@@ -130,10 +161,11 @@ pub fn helper_pod(spec: &HelperSpec) -> Pod {
                 name: "helper".into(),
                 image: Some(spec.image.clone()),
                 command: Some(spec.command.clone()),
-                volume_mounts: mounts,
+                volume_mounts: (!mounts.is_empty()).then_some(mounts),
+                env: (!env.is_empty()).then_some(env),
                 ..Container::default()
             }],
-            volumes,
+            volumes: (!volumes.is_empty()).then_some(volumes),
             ..PodSpec::default()
         }),
         status: None,
@@ -276,6 +308,8 @@ mod tests {
             run_as: Some((999, 999)),
             deadline: Duration::from_secs(150),
             labels: BTreeMap::new(),
+            env: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 

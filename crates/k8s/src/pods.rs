@@ -158,6 +158,58 @@ impl Kube {
         Ok(uid)
     }
 
+    /// Waits, by watching, until the pod `name` with uid `uid` is gone (deleted, its containers
+    /// stopped), or `timeout` passes.
+    pub async fn wait_pod_gone(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: Option<&str>,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let version = match api.get_opt(name).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(pod)) if uid.is_some() && pod.metadata.uid.as_deref() != uid => {
+                    return Ok(())
+                }
+                Ok(Some(pod)) => pod.metadata.resource_version.unwrap_or_default(),
+                Err(_) => "0".into(),
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::PodNotReady {
+                    namespace: namespace.into(),
+                    pod: name.into(),
+                    reason: format!("still there {timeout:?} after it was deleted"),
+                });
+            }
+            let secs = (deadline - now).as_secs().clamp(1, 290) as u32;
+            let params = WatchParams::default()
+                .fields(&format!("metadata.name={name}"))
+                .timeout(secs);
+            let Ok(stream) = api.watch(&params, &version).await else {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            };
+            let mut stream = stream.boxed();
+            let until = tokio::time::sleep_until(deadline);
+            tokio::pin!(until);
+            loop {
+                tokio::select! {
+                    _ = &mut until => break,
+                    event = stream.try_next() => match event {
+                        Ok(Some(WatchEvent::Deleted(_))) => return Ok(()),
+                        Ok(Some(_)) => continue,
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+
     /// Waits, by watching the pod, until a pod `name` whose uid is not `old_uid` is Running with
     /// `container` Ready, or `timeout` passes ([`Error::PodNotReady`] saying what it last was).
     pub async fn wait_pod_ready(

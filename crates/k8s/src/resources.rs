@@ -48,6 +48,28 @@ pub struct CnpgCluster {
     pub ready_instances: Option<i64>,
     /// `status.targetPrimary`.
     pub target_primary: Option<String>,
+    /// `spec.imageName` (helper pods use it, so the tools match the data).
+    pub image_name: Option<String>,
+    /// `metadata.uid`, for owner references.
+    pub uid: Option<String>,
+}
+
+impl CnpgCluster {
+    /// An owner reference to this `Cluster` (helper pods are collected with it).
+    pub fn owner_reference(
+        &self,
+    ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+        Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "postgresql.cnpg.io/v1".into(),
+                kind: "Cluster".into(),
+                name: self.name.clone(),
+                uid: self.uid.clone()?,
+                controller: Some(false),
+                block_owner_deletion: Some(false),
+            },
+        )
+    }
 }
 
 /// One `status.conditions[]` entry.
@@ -138,8 +160,10 @@ struct CnpgStatus {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct CnpgSpec {
     instances: Option<i64>,
+    image_name: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -225,7 +249,37 @@ impl Kube {
             phase: status.phase,
             ready_instances: status.ready_instances,
             target_primary: status.target_primary,
+            image_name: spec.image_name,
+            uid: obj.metadata.uid.clone(),
         })
+    }
+
+    /// Sets (`Some`) or removes (`None`) one annotation of a CNPG `Cluster` (merge patch).
+    pub async fn annotate_cnpg_cluster(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<()> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &cnpg_resource());
+        let patch = serde_json::json!({ "metadata": { "annotations": { key: value } } });
+        self.call(
+            "annotate Cluster",
+            Target {
+                kind: "Cluster (postgresql.cnpg.io)",
+                namespace,
+                name,
+            },
+            api.patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            ),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Reads a mariadb-operator `MariaDB`.

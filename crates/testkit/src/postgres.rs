@@ -352,15 +352,36 @@ impl Postgres {
             .env("PGPASSWORD", &source.password)
             .current_dir(self.root());
         run_checked(&mut rewind, "pg_rewind", None);
-        // pg_rewind copied the source's configuration: point the socket back at this server's
-        // directory (later lines win).
+        self.follow(source, name);
+    }
+
+    /// Makes this shut-down server's data directory (rewound, or written by someone else, e.g. a
+    /// `pg_basebackup` run as root) a streaming replica of `source`, reporting `name` as its
+    /// `application_name`, and starts it: the directory is given back to the server's OS user,
+    /// the socket pointed at this server's directory, and `primary_conninfo` written.
+    pub fn follow(&mut self, source: &Postgres, name: &str) {
+        assert!(!self.running, "testkit: follow needs a shut-down server");
+        if let Some(user) = self.run_as.as_deref() {
+            let mut chown = Command::new("chown");
+            chown
+                .arg("-R")
+                .arg(format!("{user}:{user}"))
+                .arg(&self.data);
+            run_checked(&mut chown, "chown of the data directory", None);
+            let mut chmod = Command::new("chmod");
+            chmod.arg("0700").arg(&self.data);
+            run_checked(&mut chmod, "chmod of the data directory", None);
+        }
+        // A copied configuration names the source's socket directory: point it back here
+        // (later lines win).
         self.append_conf(&format!(
-            "\n# hasteward-testkit rewound\nunix_socket_directories = '{}'\ncluster_name = '{name}'\n",
+            "\n# hasteward-testkit follower\nunix_socket_directories = '{}'\ncluster_name = '{name}'\n",
             self.root().display()
         ));
         let auto = self.data.join("postgresql.auto.conf");
         OpenOptions::new()
             .append(true)
+            .create(true)
             .open(&auto)
             .and_then(|mut f| {
                 f.write_all(
@@ -375,6 +396,7 @@ impl Postgres {
         fs::write(self.data.join("standby.signal"), "")
             .unwrap_or_else(|e| panic!("testkit: cannot write standby.signal: {e}"));
         if let Some((uid, gid)) = self.run_as.as_deref().map(util::lookup_user) {
+            util::chown_to(&auto, uid, gid);
             util::chown_to(&self.data.join("standby.signal"), uid, gid);
         }
         self.start_server();

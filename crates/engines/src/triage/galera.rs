@@ -230,6 +230,8 @@ async fn recover_with_helper(
         run_as: None,
         deadline: std::time::Duration::from_secs(150),
         labels: Default::default(),
+        env: Vec::new(),
+        secrets: Vec::new(),
     };
     match kube.run_helper(&spec, RECOVER_DEADLINE).await {
         Err(e) => {
