@@ -1073,7 +1073,11 @@ fn cnpg_operator_stand_in(
                 replica.shut_down();
                 stopped = true;
             }
-            if stopped && saw_disabled && !disabled {
+            // A fenced instance does not run (CNPG keeps its postgres down).
+            let fenced = cluster["metadata"]["annotations"]["cnpg.io/fencedInstances"]
+                .as_str()
+                .is_some_and(|f| f.contains("pg-2"));
+            if stopped && saw_disabled && !disabled && !fenced {
                 // Reconciliation is back on: the reseeded instance starts and its pod returns.
                 replica.follow(&primary_port_source, "pg-2");
                 let mut pod = pod.clone();
@@ -1262,4 +1266,121 @@ fn repair_reseeds_a_diverged_replica_after_escrow_and_it_streams_again() {
     );
     let env = envelope(&out);
     assert_eq!(env["data"]["after"]["verdict"], "healthy", "{out}");
+}
+
+#[test]
+fn a_failed_reseed_leaves_the_instance_fenced_reconciliation_on_and_no_lease() {
+    let p = std::sync::Arc::new(Postgres::start());
+    let r2 = p.start_replica_named("pg-2");
+    p.psql(
+        "postgres",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
+    );
+    p.wait_replica_caught_up(&r2);
+    // A split brain, so that `--instance pg-2 --force` plans a reseed.
+    r2.promote();
+    r2.psql("postgres", "INSERT INTO t VALUES (-1)");
+    p.psql("postgres", "INSERT INTO t VALUES (101)");
+    r2.psql("postgres", "CHECKPOINT");
+    p.psql("postgres", "CHECKPOINT");
+    let (sim, dir) = cnpg_sim("pg-1", &[("pg-1", &p), ("pg-2", &r2)]);
+    let mut cluster = sim
+        .get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")
+        .unwrap();
+    cluster["spec"]["imageName"] = json!("ghcr.io/cloudnative-pg/postgresql:15");
+    // Someone else's fence must survive whatever happens.
+    cluster["metadata"]["annotations"] = json!({"cnpg.io/fencedInstances": "[\"pg-9\"]"});
+    sim.put(cluster);
+    // The helper's pg_basebackup cannot reach the primary: the reseed fails after the data
+    // directory was emptied.
+    sim.set_pod_run(hasteward_kubesim::PodRun {
+        namespace: NS.into(),
+        name_prefix: Some("pg-2-reseed".into()),
+        env: [
+            ("PGHOST".to_string(), "127.0.0.1".to_string()),
+            (
+                "PGPORT".to_string(),
+                hasteward_testkit::free_port().to_string(),
+            ),
+            ("PGSSLMODE".to_string(), "disable".to_string()),
+            ("PGCONNECT_TIMEOUT".to_string(), "3".to_string()),
+        ]
+        .into(),
+        path_prepend: vec![p.bin_dir().to_path_buf()],
+        mounts: [(PGDATA.to_string(), r2.data_dir().to_path_buf())].into(),
+        ..hasteward_kubesim::PodRun::default()
+    });
+    let original = sim.get("v1", "pods", Some(NS), "pg-2").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stand_in = cnpg_operator_stand_in(sim.url(), original, r2, p.clone(), stop.clone());
+    let repo = Repo::new();
+    let kubeconfig = dir.path().join("kubeconfig").display().to_string();
+    let mut args: Vec<String> = [
+        "repair",
+        "--kubeconfig",
+        &kubeconfig,
+        "-e",
+        "cnpg",
+        "-c",
+        "pg",
+        "-n",
+        NS,
+        "--instance",
+        "pg-2",
+        "--force",
+        "--heal-timeout",
+        "60",
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(repo.args());
+    let (code, out, err) = run(&args, None);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(stand_in.join().unwrap());
+    assert_eq!(code, 1, "{out}\n{err}");
+    let env = envelope(&out);
+    assert_eq!(env["errors"][0]["code"], "repair.failed", "{out}");
+    let message = env["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("stays fenced on purpose"), "{message}");
+    assert!(
+        message.contains("kubectl -n db annotate cluster pg cnpg.io/fencedInstances-"),
+        "{message}"
+    );
+    // Reconciliation back on; pg-2 left fenced next to the pre-existing pg-9 fence; the lease
+    // released; the helper pod deleted; the escrow (taken first) kept.
+    let cluster = sim
+        .get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")
+        .unwrap();
+    let annotations = &cluster["metadata"]["annotations"];
+    assert!(
+        annotations.get("cnpg.io/reconciliationLoop").is_none(),
+        "{annotations}"
+    );
+    assert_eq!(
+        annotations["cnpg.io/fencedInstances"], "[\"pg-9\",\"pg-2\"]",
+        "{annotations}"
+    );
+    assert!(sim
+        .get("coordination.k8s.io/v1", "leases", Some(NS), "hasteward-pg")
+        .is_none());
+    let pods: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+        .filter_map(|r| serde_json::from_str::<Value>(r.body.as_deref()?).ok())
+        .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    assert!(
+        sim.get("v1", "pods", Some(NS), &pods[0]).is_none(),
+        "helper left behind"
+    );
+    assert_eq!(
+        repo.snapshots().len(),
+        2,
+        "escrow and diverged capture kept"
+    );
 }

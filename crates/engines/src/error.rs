@@ -12,6 +12,9 @@ pub enum Error {
     /// A safety gate refused the operation.
     #[error("{0}")]
     Refused(String),
+    /// A repair step failed (after any escrow; what was left in place is in the message).
+    #[error("{0}")]
+    RepairFailed(String),
     /// A tool hasteward runs is not installed.
     #[error("`{tool}` not found on PATH: {hint}")]
     ToolMissing {
@@ -79,6 +82,7 @@ impl Error {
         match self {
             Self::Usage(_) => ExitCode::Usage,
             Self::Refused(_) => ExitCode::Refused,
+            Self::RepairFailed(_) => ExitCode::Failed,
             Self::ToolMissing { .. } | Self::Database { .. } => ExitCode::Dependency,
             Self::Restic(R::NotInstalled { .. } | R::UnknownVersion { .. }) => ExitCode::Dependency,
             Self::Restic(R::NoPassword | R::NoRepository | R::Setup { .. }) => ExitCode::Usage,
@@ -97,6 +101,7 @@ impl Error {
         match self {
             Self::Usage(_) => "usage",
             Self::Refused(_) => "refused",
+            Self::RepairFailed(_) => "repair.failed",
             Self::ToolMissing { .. } => "dependency.missing",
             Self::Database { .. } => "database.unreachable",
             Self::Restic(e) => e.category(),

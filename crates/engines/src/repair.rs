@@ -136,7 +136,7 @@ pub async fn cnpg_reseed(kube: &Kube, r: &CnpgReseed) -> Result<String> {
         };
         let outcome = kube.run_helper(&spec, r.timeout).await?;
         if !outcome.succeeded() {
-            return Err(Error::Refused(format!(
+            return Err(Error::RepairFailed(format!(
                 "the reseed helper {} ended {} (exit {:?}): {}",
                 outcome.pod,
                 outcome.phase,
@@ -154,7 +154,7 @@ pub async fn cnpg_reseed(kube: &Kube, r: &CnpgReseed) -> Result<String> {
     let log = match work {
         Ok(log) => log,
         Err(e) => {
-            return Err(Error::Refused(format!(
+            return Err(Error::RepairFailed(format!(
                 "{e}; {} stays fenced on purpose (its data directory may be half written): lift it with `kubectl -n {} annotate cluster {} cnpg.io/fencedInstances-` once it is dealt with{}",
                 r.instance,
                 r.namespace,
