@@ -1384,3 +1384,180 @@ fn a_failed_reseed_leaves_the_instance_fenced_reconciliation_on_and_no_lease() {
         "escrow and diverged capture kept"
     );
 }
+
+#[test]
+fn repair_bootstraps_galera_from_the_most_advanced_node_and_no_committed_row_is_lost() {
+    let mut g = Galera::start(3);
+    g.sql(
+        0,
+        None,
+        "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY)",
+    );
+    for i in 0..3 {
+        g.wait_synced(i);
+    }
+    // Four committed rows, the last two only on node 0, then a total outage.
+    g.sql(0, None, "INSERT INTO shop.t VALUES (1)");
+    g.kill_node(2);
+    g.wait_cluster_size(0, 2);
+    g.sql(0, None, "INSERT INTO shop.t VALUES (2)");
+    g.stop_node(1);
+    g.wait_cluster_size(0, 1);
+    g.sql(0, None, "INSERT INTO shop.t VALUES (3), (4)");
+    g.kill_node(0);
+
+    let (sim, dir) = galera_sim(&g, &[false, false, false]);
+    let mut cr = sim
+        .get("k8s.mariadb.com/v1alpha1", "mariadbs", Some(NS), "galera")
+        .unwrap();
+    cr["spec"]["image"] = json!("mariadb:10.11");
+    sim.put(cr);
+    sim.put(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "galera", "namespace": NS},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app.kubernetes.io/instance": "galera"}}},
+        "status": {"replicas": 3, "readyReplicas": 0}
+    }));
+    for i in 0..3 {
+        sim.set_pod_run(hasteward_kubesim::PodRun {
+            namespace: NS.into(),
+            name_prefix: Some(format!("galera-{i}-bootstrap")),
+            mounts: [("/var/lib/mysql".to_string(), g.data_dir(i))].into(),
+            ..hasteward_kubesim::PodRun::default()
+        });
+    }
+    let pods: Vec<Value> = (0..3)
+        .map(|i| {
+            sim.get("v1", "pods", Some(NS), &format!("galera-{i}"))
+                .unwrap()
+        })
+        .collect();
+
+    // Stand-in for the StatefulSet controller and mariadb-operator.
+    let url = sim.url();
+    let stand_in = std::thread::spawn(move || {
+        let get = |path: &str| -> Value {
+            std::process::Command::new("curl")
+                .args(["-s", "-f"])
+                .arg(format!("{url}{path}"))
+                .output()
+                .ok()
+                .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+                .unwrap_or(Value::Null)
+        };
+        let curl = |method: &str, path: &str, body: Option<String>| {
+            let mut c = std::process::Command::new("curl");
+            c.args(["-s", "-o", "/dev/null", "-X", method]);
+            if let Some(b) = body {
+                c.args(["-H", "Content-Type: application/json", "--data", &b]);
+            }
+            let _ = c.arg(format!("{url}{path}")).output();
+        };
+        let deadline = Instant::now() + Duration::from_secs(240);
+        let mut scaled_down = false;
+        while Instant::now() < deadline {
+            let sts = get(&format!(
+                "/apis/apps/v1/namespaces/{NS}/statefulsets/galera"
+            ));
+            let cr = get(&format!(
+                "/apis/k8s.mariadb.com/v1alpha1/namespaces/{NS}/mariadbs/galera"
+            ));
+            let replicas = sts["spec"]["replicas"].as_i64().unwrap_or(-1);
+            if replicas == 0 && !scaled_down {
+                for i in 0..3 {
+                    curl(
+                        "DELETE",
+                        &format!("/api/v1/namespaces/{NS}/pods/galera-{i}"),
+                        None,
+                    );
+                }
+                scaled_down = true;
+            }
+            let force = cr["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"]
+                .as_str()
+                .map(String::from);
+            if scaled_down && replicas == 3 && cr["spec"]["suspend"] == false {
+                if let Some(node) = force {
+                    let first: usize = node.trim_start_matches("galera-").parse().unwrap();
+                    g.bootstrap_node(first);
+                    for i in (0..3).filter(|i| *i != first) {
+                        g.start_node(i);
+                    }
+                    for pod in &pods {
+                        let mut pod = pod.clone();
+                        let meta = pod["metadata"].as_object_mut().unwrap();
+                        meta.remove("uid");
+                        meta.remove("resourceVersion");
+                        pod["status"]["containerStatuses"][0]["ready"] = json!(true);
+                        curl(
+                            "POST",
+                            &format!("/api/v1/namespaces/{NS}/pods"),
+                            Some(serde_json::to_string(&pod).unwrap()),
+                        );
+                    }
+                    return g;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        g
+    });
+
+    let kubeconfig = dir.path().join("kubeconfig").display().to_string();
+    let args: Vec<String> = [
+        "repair",
+        "--kubeconfig",
+        &kubeconfig,
+        "-e",
+        "galera",
+        "-c",
+        "galera",
+        "-n",
+        NS,
+        "--recover-positions",
+        "--bootstrap",
+        "galera-0",
+        "--heal-timeout",
+        "180",
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (code, out, err) = run(&args, None);
+    let g = stand_in.join().unwrap();
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Every committed row is on every node.
+    for i in 0..3 {
+        assert_eq!(
+            g.sql(i, None, "SELECT COUNT(*) FROM shop.t"),
+            "4",
+            "node {i}"
+        );
+    }
+    let env = envelope(&out);
+    assert_eq!(env["data"]["after"]["verdict"], "healthy", "{out}");
+    // The operator's state is back: not suspended, no force field, three replicas, no lease.
+    let cr = sim
+        .get("k8s.mariadb.com/v1alpha1", "mariadbs", Some(NS), "galera")
+        .unwrap();
+    assert_eq!(cr["spec"]["suspend"], false);
+    assert!(
+        cr["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"].is_null(),
+        "{cr}"
+    );
+    let sts = sim
+        .get("apps/v1", "statefulsets", Some(NS), "galera")
+        .unwrap();
+    assert_eq!(sts["spec"]["replicas"], 3);
+    assert!(sim
+        .get(
+            "coordination.k8s.io/v1",
+            "leases",
+            Some(NS),
+            "hasteward-galera"
+        )
+        .is_none());
+    drop(g);
+}

@@ -3,7 +3,7 @@
 //! `--dry-run` stops after printing the plan and sends no mutating request. Execution holds the
 //! cluster's Lease for its whole run and releases it on every path, takes the escrow backups
 //! first (a failed one stops everything), then heals each target. This build executes restarts
-//! (both engines) and CNPG reseeds; Galera reseeds and bootstraps are computed, gated and
+//! (both engines), CNPG reseeds and Galera bootstraps; Galera reseeds are computed, gated and
 //! printed, but not executed yet.
 
 use std::time::Duration;
@@ -78,7 +78,7 @@ pub async fn run(
         rep.warn(w.clone());
     }
     rep.human(&text);
-    execute(cli, &kube, a, &plan, rep, cancel).await?;
+    execute(cli, &kube, a, &plan, &report, rep, cancel).await?;
     let after =
         crate::triage::triage_report(&kube, rep, a.engine, &a.namespace, &a.cluster, false).await?;
     let summary = format!(
@@ -103,13 +103,14 @@ async fn execute(
     kube: &Kube,
     a: &RepairArgs,
     plan: &RepairPlan,
+    report: &hasteward_triage::Report,
     rep: &Reporter,
     cancel: &CancellationToken,
 ) -> Result<(), Error> {
-    let unsupported = plan.targets.iter().find(|t| {
-        t.remediation == Remediation::Bootstrap
-            || (t.remediation == Remediation::Reseed && a.engine != EngineArg::Cnpg)
-    });
+    let unsupported = plan
+        .targets
+        .iter()
+        .find(|t| t.remediation == Remediation::Reseed && a.engine != EngineArg::Cnpg);
     if let Some(t) = unsupported {
         return Err(Error::Refused(format!(
             "this build plans but does not yet execute {:?} on {} ({}): the plan above is what would run; use --dry-run to review it",
@@ -172,7 +173,22 @@ async fn execute(
                         .await?;
                     rep.human(&format!("{}: {}", t.instance, log.trim()));
                 }
-                Remediation::Bootstrap => unreachable!("refused above"),
+                Remediation::Bootstrap => {
+                    let bootstrap = hasteward_engines::repair::GaleraBootstrap {
+                        namespace: a.namespace.clone(),
+                        cluster: a.cluster.clone(),
+                        node: t.instance.clone(),
+                        nodes: report.instances.iter().map(|i| i.name.clone()).collect(),
+                        timeout: Duration::from_secs(a.heal_timeout),
+                    };
+                    let log = rep
+                        .step(
+                            "bootstrap",
+                            hasteward_engines::repair::galera_bootstrap(kube, &bootstrap),
+                        )
+                        .await?;
+                    rep.human(log.trim());
+                }
             }
         }
         Ok(())

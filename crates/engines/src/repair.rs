@@ -177,3 +177,155 @@ fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().rev().take(5).collect();
     lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }
+
+/// The helper script that sets `safe_to_bootstrap` (`$SAFE_TO_BOOTSTRAP`, 0 or 1) in a node's
+/// `grastate.dat`, keeping the original as `grastate.dat.pre-bootstrap`.
+const BOOTSTRAP_FLAG_SCRIPT: &str = r#"set -eu
+f=/var/lib/mysql/grastate.dat
+[ -f "$f" ] || { echo "hasteward: no $f on this volume" >&2; exit 1; }
+[ -f "$f.pre-bootstrap" ] || cp -p "$f" "$f.pre-bootstrap"
+# Rewritten in place (not sed -i, which makes a new file owned by this helper's user).
+sed "s/^safe_to_bootstrap:.*/safe_to_bootstrap: $SAFE_TO_BOOTSTRAP/" "$f.pre-bootstrap" > "$f"
+cat "$f""#;
+
+/// What a Galera bootstrap needs.
+#[derive(Debug, Clone)]
+pub struct GaleraBootstrap {
+    /// Namespace.
+    pub namespace: String,
+    /// The `MariaDB` (and its StatefulSet) name.
+    pub cluster: String,
+    /// The node to bootstrap from: the provable most advanced one.
+    pub node: String,
+    /// Every node (pod) of the cluster.
+    pub nodes: Vec<String>,
+    /// How long each wait may take.
+    pub timeout: Duration,
+}
+
+/// Starts a new Primary component from `node` after a total outage:
+/// 1. suspend the `MariaDB` CR (mariadb-operator does not act meanwhile);
+/// 2. scale the StatefulSet to 0 and wait until every pod is gone;
+/// 3. on every node's volume, a helper sets `safe_to_bootstrap` (1 on `node`, 0 elsewhere),
+///    keeping `grastate.dat.pre-bootstrap`;
+/// 4. `spec.galera.recovery.forceClusterBootstrapInPod: node`, the StatefulSet back to its
+///    replicas, the CR resumed; wait until every node is Ready;
+/// 5. the force field removed.
+///
+/// A failure before step 4 rolls back: flags restored from the backups, the scale restored, the
+/// CR resumed.
+pub async fn galera_bootstrap(kube: &Kube, b: &GaleraBootstrap) -> Result<String> {
+    let cr = kube.mariadb(&b.namespace, &b.cluster).await?;
+    let image = cr.image.clone().ok_or_else(|| {
+        Error::Refused(format!(
+            "MariaDB {}/{} has no spec.image for the bootstrap helper pods",
+            b.namespace, b.cluster
+        ))
+    })?;
+    kube.patch_mariadb(
+        &b.namespace,
+        &b.cluster,
+        &serde_json::json!({"spec": {"suspend": true}}),
+    )
+    .await?;
+    let prepared = async {
+        let replicas = kube
+            .scale_statefulset(&b.namespace, &b.cluster, 0)
+            .await
+            .map_err(|e| (-1, Error::from(e)))?;
+        for node in &b.nodes {
+            kube.wait_pod_gone(&b.namespace, node, None, b.timeout)
+                .await
+                .map_err(|e| (replicas, Error::from(e)))?;
+        }
+        let mut log = String::new();
+        for node in &b.nodes {
+            let flag = if *node == b.node { "1" } else { "0" };
+            let spec = HelperSpec {
+                namespace: b.namespace.clone(),
+                name_prefix: format!("{node}-bootstrap"),
+                purpose: "bootstrap".into(),
+                image: image.clone(),
+                command: vec!["sh".into(), "-c".into(), BOOTSTRAP_FLAG_SCRIPT.into()],
+                volume: Some((format!("storage-{node}"), "/var/lib/mysql".into(), false)),
+                node_name: None,
+                owner: cr.owner_reference(),
+                run_as: None,
+                deadline: b.timeout,
+                labels: Default::default(),
+                env: vec![("SAFE_TO_BOOTSTRAP".into(), flag.into())],
+                secrets: Vec::new(),
+            };
+            let outcome = kube
+                .run_helper(&spec, b.timeout)
+                .await
+                .map_err(|e| (replicas, Error::from(e)))?;
+            if !outcome.succeeded() {
+                return Err((
+                    replicas,
+                    Error::RepairFailed(format!(
+                        "setting safe_to_bootstrap on {node} failed ({}, exit {:?}): {}",
+                        outcome.phase,
+                        outcome.exit_code,
+                        tail(&outcome.log)
+                    )),
+                ));
+            }
+            log.push_str(&format!("{node}: safe_to_bootstrap: {flag}\n"));
+        }
+        Ok::<_, (i32, Error)>((replicas, log))
+    }
+    .await;
+    let (replicas, log) = match prepared {
+        Ok(v) => v,
+        Err((replicas, e)) => {
+            // Roll back what was changed: scale and suspension (the flags are only meaningful
+            // together with the force field, which was not set; their backups stay).
+            if replicas >= 0 {
+                let _ = kube
+                    .scale_statefulset(&b.namespace, &b.cluster, replicas)
+                    .await;
+            }
+            let _ = kube
+                .patch_mariadb(
+                    &b.namespace,
+                    &b.cluster,
+                    &serde_json::json!({"spec": {"suspend": false}}),
+                )
+                .await;
+            return Err(e);
+        }
+    };
+    kube.patch_mariadb(
+        &b.namespace,
+        &b.cluster,
+        &serde_json::json!({"spec": {"galera": {"recovery": {"forceClusterBootstrapInPod": b.node}}}}),
+    )
+    .await?;
+    kube.scale_statefulset(&b.namespace, &b.cluster, replicas)
+        .await?;
+    kube.patch_mariadb(
+        &b.namespace,
+        &b.cluster,
+        &serde_json::json!({"spec": {"suspend": false}}),
+    )
+    .await?;
+    let waited = async {
+        for node in &b.nodes {
+            kube.wait_pod_ready(&b.namespace, node, "mariadb", None, b.timeout)
+                .await?;
+        }
+        Ok::<_, hasteward_k8s::Error>(())
+    }
+    .await;
+    let cleared = kube
+        .patch_mariadb(
+            &b.namespace,
+            &b.cluster,
+            &serde_json::json!({"spec": {"galera": {"recovery": {"forceClusterBootstrapInPod": null}}}}),
+        )
+        .await;
+    waited?;
+    cleared?;
+    Ok(log)
+}

@@ -282,6 +282,68 @@ impl Kube {
         .map(|_| ())
     }
 
+    /// Merge-patches a mariadb-operator `MariaDB` (`spec.suspend`,
+    /// `spec.galera.recovery.forceClusterBootstrapInPod`, …).
+    pub async fn patch_mariadb(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<()> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &mariadb_resource());
+        self.call(
+            "patch MariaDB",
+            Target {
+                kind: "MariaDB (k8s.mariadb.com)",
+                namespace,
+                name,
+            },
+            api.patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            ),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Sets a StatefulSet's replicas through its `scale` subresource; returns the previous
+    /// count.
+    pub async fn scale_statefulset(
+        &self,
+        namespace: &str,
+        name: &str,
+        replicas: i32,
+    ) -> Result<i32> {
+        let api: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+            Api::namespaced(self.client.clone(), namespace);
+        let target = Target {
+            kind: "StatefulSet",
+            namespace,
+            name,
+        };
+        let before = self
+            .call("read scale", target, api.get_scale(name))
+            .await?
+            .spec
+            .and_then(|s| s.replicas)
+            .unwrap_or(0);
+        let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+        self.call(
+            "scale StatefulSet",
+            target,
+            api.patch_scale(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            ),
+        )
+        .await?;
+        Ok(before)
+    }
+
     /// Reads a mariadb-operator `MariaDB`.
     pub async fn mariadb(&self, namespace: &str, name: &str) -> Result<MariaDbCluster> {
         let obj = self

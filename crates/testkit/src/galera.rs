@@ -320,6 +320,16 @@ impl Galera {
         self.reap_node(i);
     }
 
+    /// Bootstraps a new Primary component from the stopped node `i` (`--wsrep-new-cluster`;
+    /// Galera refuses unless its `grastate.dat` says `safe_to_bootstrap: 1`) and waits until it
+    /// is `Synced`. No node may be running.
+    pub fn bootstrap_node(&mut self, i: usize) {
+        if self.nodes.iter().any(|n| n.child.is_some()) {
+            panic!("testkit: cannot bootstrap Galera node {i}: a node is still running");
+        }
+        self.start_node_inner(i, true);
+    }
+
     /// Kills node `i` (SIGKILL, a crash): its `grastate.dat` keeps `seqno: -1`, and when it was
     /// one of two survivors, the other loses quorum (non-Primary).
     pub fn kill_node(&mut self, i: usize) {

@@ -418,10 +418,12 @@ fn state_word(state: InstanceState) -> &'static str {
 }
 
 fn plan_escrow(report: &Report, request: &RepairRequest, plan: &mut RepairPlan) {
+    // A bootstrap destroys nothing (it starts from the most advanced data; the others catch up
+    // from it) and there is no running server to dump then.
     let destructive = plan
         .targets
         .iter()
-        .any(|t| t.remediation != Remediation::Restart);
+        .any(|t| t.remediation == Remediation::Reseed);
     if !destructive && report.verdict != Verdict::Diverged {
         // Restarts destroy nothing: no escrow needed (and no repository).
         return;
@@ -608,7 +610,7 @@ fn galera_steps(plan: &RepairPlan) -> Vec<PlanStep> {
             }
             Remediation::Bootstrap => {
                 steps.push(step("statefulset.scale", format!("StatefulSet {ns}/{cluster}"), "scale to 0 and wait until every pod is gone (the scale is restored on every path)".into(), true, false));
-                steps.push(step("helper.run", pvc, format!("on {}: keep grastate.dat as grastate.dat.pre-bootstrap and set safe_to_bootstrap: 1; clear a stale flag on the other nodes", t.instance), true, true));
+                steps.push(step("helper.run", pvc, format!("on every node's volume: keep grastate.dat as grastate.dat.pre-bootstrap; safe_to_bootstrap: 1 on {}, 0 on the others", t.instance), true, false));
                 steps.push(step("cr.patch", cr.clone(), format!("spec.galera.recovery.forceClusterBootstrapInPod: {} (removed afterwards)", t.instance), true, false));
                 steps.push(step("statefulset.scale", format!("StatefulSet {ns}/{cluster}"), "scale back to the original replicas".into(), true, false));
             }
