@@ -1561,3 +1561,153 @@ fn repair_bootstraps_galera_from_the_most_advanced_node_and_no_committed_row_is_
         .is_none());
     drop(g);
 }
+
+#[test]
+fn repair_reseeds_a_middle_galera_node_while_the_others_serve() {
+    let mut g = Galera::start(3);
+    g.sql(
+        0,
+        None,
+        "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY)",
+    );
+    g.sql(0, None, "INSERT INTO shop.t VALUES (1), (2)");
+    for i in 0..3 {
+        g.wait_synced(i);
+    }
+    // Node 1 (not the highest ordinal) crashes and the others move on: it is behind and its
+    // container crash-loops.
+    g.kill_node(1);
+    g.wait_cluster_size(0, 2);
+    g.sql(0, None, "INSERT INTO shop.t VALUES (3), (4), (5)");
+
+    let (sim, dir) = galera_sim(&g, &[true, false, true]);
+    let mut cr = sim
+        .get("k8s.mariadb.com/v1alpha1", "mariadbs", Some(NS), "galera")
+        .unwrap();
+    cr["spec"]["image"] = json!("mariadb:10.11");
+    sim.put(cr);
+    sim.put(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "galera", "namespace": NS, "labels": {"app.kubernetes.io/instance": "galera"}},
+        "spec": {"replicas": 3, "serviceName": "galera",
+                 "selector": {"matchLabels": {"app.kubernetes.io/instance": "galera"}},
+                 "template": {"metadata": {"labels": {"app.kubernetes.io/instance": "galera"}},
+                              "spec": {"containers": [{"name": "mariadb", "image": "mariadb:10.11"}]}}},
+        "status": {"replicas": 3, "readyReplicas": 2}
+    }));
+    sim.set_pod_run(hasteward_kubesim::PodRun {
+        namespace: NS.into(),
+        name_prefix: Some("galera-1-reset".into()),
+        mounts: [("/var/lib/mysql".to_string(), g.data_dir(1))].into(),
+        ..hasteward_kubesim::PodRun::default()
+    });
+    let pod1 = sim.get("v1", "pods", Some(NS), "galera-1").unwrap();
+
+    // Stand-in for the StatefulSet controller: while the StatefulSet exists and galera-1 has no
+    // pod, start the node (it joins the running ones) and create its pod.
+    let url = sim.url();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_in = stop.clone();
+    let stand_in = std::thread::spawn(move || {
+        let exists = |path: &str| {
+            std::process::Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                .arg(format!("{url}{path}"))
+                .output()
+                .map(|o| o.stdout == b"200")
+                .unwrap_or(false)
+        };
+        let mut pod_was_deleted = false;
+        while !stop_in.load(std::sync::atomic::Ordering::SeqCst) {
+            let sts = exists(&format!(
+                "/apis/apps/v1/namespaces/{NS}/statefulsets/galera"
+            ));
+            let pod = exists(&format!("/api/v1/namespaces/{NS}/pods/galera-1"));
+            pod_was_deleted |= !pod;
+            if sts && !pod && pod_was_deleted {
+                g.start_node(1);
+                let mut pod = pod1.clone();
+                let meta = pod["metadata"].as_object_mut().unwrap();
+                meta.remove("uid");
+                meta.remove("resourceVersion");
+                pod["status"]["containerStatuses"][0]["ready"] = json!(true);
+                let _ = std::process::Command::new("curl")
+                    .args([
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        "-X",
+                        "POST",
+                        "-H",
+                        "Content-Type: application/json",
+                        "--data",
+                    ])
+                    .arg(serde_json::to_string(&pod).unwrap())
+                    .arg(format!("{url}/api/v1/namespaces/{NS}/pods"))
+                    .output();
+                return g;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        g
+    });
+
+    let repo = Repo::new();
+    let kubeconfig = dir.path().join("kubeconfig").display().to_string();
+    let mut args: Vec<String> = [
+        "repair",
+        "--kubeconfig",
+        &kubeconfig,
+        "-e",
+        "galera",
+        "-c",
+        "galera",
+        "-n",
+        NS,
+        "--instance",
+        "galera-1",
+        "--heal-timeout",
+        "120",
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(repo.args());
+    let (code, out, err) = run(&args, None);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let g = stand_in.join().unwrap();
+    assert_eq!(code, 0, "{out}\n{err}");
+    let env = envelope(&out);
+    assert_eq!(
+        plan_targets(&env),
+        [("galera-1".to_string(), "reseed".to_string())],
+        "{out}"
+    );
+    // Escrow first (a Synced node's dump), then the reset: galera-1 rejoined with every row.
+    let snaps = repo.snapshots();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["paths"][0], "/db/galera/mariadb-dump.sql");
+    assert!(g.data_dir(1).join("grastate.dat.pre-heal").is_file());
+    g.wait_synced(1);
+    assert_eq!(g.sql(1, None, "SELECT COUNT(*) FROM shop.t"), "5");
+    // The StatefulSet is back, the CR resumed, no lease; the other nodes never stopped.
+    assert!(sim
+        .get("apps/v1", "statefulsets", Some(NS), "galera")
+        .is_some());
+    let cr = sim
+        .get("k8s.mariadb.com/v1alpha1", "mariadbs", Some(NS), "galera")
+        .unwrap();
+    assert_eq!(cr["spec"]["suspend"], false);
+    assert!(sim
+        .get(
+            "coordination.k8s.io/v1",
+            "leases",
+            Some(NS),
+            "hasteward-galera"
+        )
+        .is_none());
+    assert_eq!(g.wsrep_state(0), "Synced");
+    assert_eq!(g.wsrep_state(2), "Synced");
+}

@@ -157,19 +157,6 @@ pub struct RepairArgs {
     pub stream: StreamArgs,
 }
 
-impl RepairArgs {
-    /// `cnpg` / `galera`, for messages.
-    pub fn engine_name(&self) -> &'static str {
-        match self.engine {
-            EngineArg::Cnpg => "cnpg",
-            EngineArg::Galera => "galera",
-            EngineArg::Standalone => "standalone",
-            EngineArg::Vault => "vault",
-            EngineArg::Vmbackup => "vmbackup",
-        }
-    }
-}
-
 /// `--fail-on` thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FailOn {

@@ -107,18 +107,6 @@ async fn execute(
     rep: &Reporter,
     cancel: &CancellationToken,
 ) -> Result<(), Error> {
-    let unsupported = plan
-        .targets
-        .iter()
-        .find(|t| t.remediation == Remediation::Reseed && a.engine != EngineArg::Cnpg);
-    if let Some(t) = unsupported {
-        return Err(Error::Refused(format!(
-            "this build plans but does not yet execute {:?} on {} ({}): the plan above is what would run; use --dry-run to review it",
-            t.remediation,
-            a.engine_name(),
-            t.instance
-        )));
-    }
     let restic = if plan.escrow.is_empty() {
         None
     } else {
@@ -160,6 +148,18 @@ async fn execute(
                         r = rep.step("wait.ready", wait) => r?,
                         _ = cancel.cancelled() => return Err(Error::Refused(format!("cancelled while waiting for {} to be Ready", t.instance))),
                     }
+                }
+                Remediation::Reseed if a.engine == EngineArg::Galera => {
+                    let reseed = hasteward_engines::repair::GaleraReseed {
+                        namespace: a.namespace.clone(),
+                        cluster: a.cluster.clone(),
+                        node: t.instance.clone(),
+                        timeout: Duration::from_secs(a.heal_timeout),
+                    };
+                    let log = rep
+                        .step("reseed", hasteward_engines::repair::galera_reseed(kube, &reseed))
+                        .await?;
+                    rep.human(&format!("{}: {}", t.instance, log.trim()));
                 }
                 Remediation::Reseed => {
                     let reseed = hasteward_engines::repair::CnpgReseed {
@@ -213,10 +213,34 @@ async fn escrow(
 ) -> Result<(), Error> {
     use hasteward_engines::pod::{PodAuth, PodDatabase};
     use hasteward_model::{DbType, Engine, SnapshotKind, SnapshotLabels};
-    if a.engine != EngineArg::Cnpg {
-        return Err(Error::Refused(
-            "escrow backups of Galera nodes are not executed by this build".into(),
+    let (kind, diverged) = match e.kind.as_str() {
+        "diverged" => (SnapshotKind::Diverged, true),
+        _ => (SnapshotKind::Escrow, false),
+    };
+    let settings = crate::commands::settings(&a.stream, rep, cancel);
+    if a.engine == EngineArg::Galera {
+        // Any Synced node holds the authoritative data; the dump skips what the operator manages.
+        let db = hasteward_engines::pod::galera::resolve(kube, &a.namespace, &a.cluster).await?;
+        let labels = SnapshotLabels {
+            engine: Engine::Galera,
+            cluster: a.cluster.clone(),
+            namespace: a.namespace.clone(),
+            kind,
+            db_type: Some(DbType::Mariadb),
+            file: DbType::Mariadb.dump_file().to_string(),
+            database: None,
+        };
+        let result = rep
+            .step(
+                "escrow.backup",
+                hasteward_engines::flows::backup(restic, &db, &labels, &settings),
+            )
+            .await?;
+        rep.human(&format!(
+            "escrow: {} saved as snapshot {} ({} bytes)",
+            e.kind, result.short_id, result.bytes
         ));
+        return Ok(());
     }
     let runner = hasteward_k8s::PodRunner::new(kube, &a.namespace, &e.instance, "postgres");
     let location = runner.location();
@@ -227,16 +251,10 @@ async fn escrow(
         "postgres",
         PodAuth::Container,
     );
-    let (kind, file) = if e.kind == "diverged" {
-        (
-            SnapshotKind::Diverged,
-            format!("{}.{}", e.instance, DbType::Postgres.dump_file()),
-        )
+    let file = if diverged {
+        format!("{}.{}", e.instance, DbType::Postgres.dump_file())
     } else {
-        (
-            SnapshotKind::Escrow,
-            DbType::Postgres.dump_file().to_string(),
-        )
+        DbType::Postgres.dump_file().to_string()
     };
     let labels = SnapshotLabels {
         engine: Engine::Cnpg,
@@ -247,7 +265,6 @@ async fn escrow(
         file,
         database: None,
     };
-    let settings = crate::commands::settings(&a.stream, rep, cancel);
     let result = rep
         .step(
             "escrow.backup",

@@ -329,3 +329,121 @@ pub async fn galera_bootstrap(kube: &Kube, b: &GaleraBootstrap) -> Result<String
     cleared?;
     Ok(log)
 }
+
+/// The helper script that makes a Galera node rejoin by a full state transfer: `grastate.dat`
+/// kept as `grastate.dat.pre-heal` and reset (zero UUID, seqno -1, not safe to bootstrap; written
+/// in place so its owner stays), `galera.cache` moved aside. The data files stay until the SST
+/// replaces them.
+const GALERA_RESET_SCRIPT: &str = r#"set -eu
+d=/var/lib/mysql
+if [ -f "$d/grastate.dat" ]; then
+  cp -p "$d/grastate.dat" "$d/grastate.dat.pre-heal"
+  printf '# GALERA saved state\nversion: 2.1\nuuid:    00000000-0000-0000-0000-000000000000\nseqno:   -1\nsafe_to_bootstrap: 0\n' > "$d/grastate.dat"
+fi
+if [ -f "$d/galera.cache" ]; then mv "$d/galera.cache" "$d/galera.cache.pre-heal"; fi
+echo "hasteward: $d reset for a state transfer""#;
+
+/// What a Galera node reseed needs.
+#[derive(Debug, Clone)]
+pub struct GaleraReseed {
+    /// Namespace.
+    pub namespace: String,
+    /// The `MariaDB` (and its StatefulSet) name.
+    pub cluster: String,
+    /// The node (pod) to reseed; any ordinal.
+    pub node: String,
+    /// How long each wait may take.
+    pub timeout: Duration,
+}
+
+/// Makes one Galera node (any ordinal, not only the highest) rejoin by SST while the others keep
+/// serving:
+/// 1. suspend the `MariaDB` CR;
+/// 2. delete its StatefulSet with `propagationPolicy: Orphan` (the other pods keep running, and
+///    nothing recreates the node's pod), then delete the node's pod and wait until it is gone;
+/// 3. a helper pod on `storage-<node>` resets `grastate.dat` and moves `galera.cache` aside;
+/// 4. recreate the StatefulSet from the saved copy (it adopts the running pods and recreates
+///    the missing one) and resume the CR — both on every path once started;
+/// 5. wait until the node is Ready (it joined by SST from a Synced donor).
+pub async fn galera_reseed(kube: &Kube, r: &GaleraReseed) -> Result<String> {
+    let cr = kube.mariadb(&r.namespace, &r.cluster).await?;
+    let image = cr.image.clone().ok_or_else(|| {
+        Error::Refused(format!(
+            "MariaDB {}/{} has no spec.image for the reset helper pod",
+            r.namespace, r.cluster
+        ))
+    })?;
+    let saved = kube.statefulset(&r.namespace, &r.cluster).await?;
+    let node_name = kube
+        .pod(&r.namespace, &r.node)
+        .await
+        .ok()
+        .and_then(|p| p.spec.and_then(|s| s.node_name));
+    kube.patch_mariadb(
+        &r.namespace,
+        &r.cluster,
+        &serde_json::json!({"spec": {"suspend": true}}),
+    )
+    .await?;
+    let work = async {
+        kube.orphan_statefulset(&r.namespace, &r.cluster).await?;
+        match kube.delete_pod(&r.namespace, &r.node).await {
+            Ok(uid) => {
+                kube.wait_pod_gone(&r.namespace, &r.node, uid.as_deref(), r.timeout)
+                    .await?
+            }
+            Err(hasteward_k8s::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::from(e)),
+        }
+        let spec = HelperSpec {
+            namespace: r.namespace.clone(),
+            name_prefix: format!("{}-reset", r.node),
+            purpose: "galera-reset".into(),
+            image,
+            command: vec!["sh".into(), "-c".into(), GALERA_RESET_SCRIPT.into()],
+            volume: Some((
+                format!("storage-{}", r.node),
+                "/var/lib/mysql".into(),
+                false,
+            )),
+            node_name,
+            owner: cr.owner_reference(),
+            run_as: None,
+            deadline: r.timeout,
+            labels: Default::default(),
+            env: Vec::new(),
+            secrets: Vec::new(),
+        };
+        let outcome = kube.run_helper(&spec, r.timeout).await?;
+        if !outcome.succeeded() {
+            return Err(Error::RepairFailed(format!(
+                "the reset helper {} ended {} (exit {:?}): {}",
+                outcome.pod,
+                outcome.phase,
+                outcome.exit_code,
+                tail(&outcome.log)
+            )));
+        }
+        Ok(outcome.log)
+    }
+    .await;
+    // Put back what was changed, whatever happened.
+    let recreated = match kube.statefulset(&r.namespace, &r.cluster).await {
+        Ok(_) => Ok(()),
+        Err(hasteward_k8s::Error::NotFound { .. }) => kube.recreate_statefulset(&saved).await,
+        Err(e) => Err(e),
+    };
+    let resumed = kube
+        .patch_mariadb(
+            &r.namespace,
+            &r.cluster,
+            &serde_json::json!({"spec": {"suspend": false}}),
+        )
+        .await;
+    let log = work?;
+    recreated?;
+    resumed?;
+    kube.wait_pod_ready(&r.namespace, &r.node, "mariadb", None, r.timeout)
+        .await?;
+    Ok(log)
+}

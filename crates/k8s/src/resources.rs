@@ -309,6 +309,79 @@ impl Kube {
         .map(|_| ())
     }
 
+    /// Reads a StatefulSet.
+    pub async fn statefulset(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<k8s_openapi::api::apps::v1::StatefulSet> {
+        let api: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+            Api::namespaced(self.client.clone(), namespace);
+        self.call(
+            "get StatefulSet",
+            Target {
+                kind: "StatefulSet",
+                namespace,
+                name,
+            },
+            api.get(name),
+        )
+        .await
+    }
+
+    /// Deletes a StatefulSet but not its pods (`propagationPolicy: Orphan`): its pods keep
+    /// running, and a pod deleted meanwhile is not recreated.
+    pub async fn orphan_statefulset(&self, namespace: &str, name: &str) -> Result<()> {
+        let api: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+            Api::namespaced(self.client.clone(), namespace);
+        let params = kube::api::DeleteParams {
+            propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+            ..kube::api::DeleteParams::default()
+        };
+        self.call(
+            "delete StatefulSet (orphaning its pods)",
+            Target {
+                kind: "StatefulSet",
+                namespace,
+                name,
+            },
+            api.delete(name, &params),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Creates a StatefulSet again from a copy read earlier (identity and status dropped); it
+    /// adopts its running pods and recreates the missing ones.
+    pub async fn recreate_statefulset(
+        &self,
+        saved: &k8s_openapi::api::apps::v1::StatefulSet,
+    ) -> Result<()> {
+        let namespace = saved.metadata.namespace.clone().unwrap_or_default();
+        let name = saved.metadata.name.clone().unwrap_or_default();
+        let mut fresh = saved.clone();
+        fresh.status = None;
+        fresh.metadata.uid = None;
+        fresh.metadata.resource_version = None;
+        fresh.metadata.creation_timestamp = None;
+        fresh.metadata.managed_fields = None;
+        fresh.metadata.deletion_timestamp = None;
+        fresh.metadata.generation = None;
+        let api: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+            Api::namespaced(self.client.clone(), &namespace);
+        self.call(
+            "create StatefulSet",
+            Target {
+                kind: "StatefulSet",
+                namespace: &namespace,
+                name: &name,
+            },
+            api.create(&kube::api::PostParams::default(), &fresh),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Sets a StatefulSet's replicas through its `scale` subresource; returns the previous
     /// count.
     pub async fn scale_statefulset(

@@ -605,8 +605,10 @@ fn galera_steps(plan: &RepairPlan) -> Vec<PlanStep> {
                 false,
             )),
             Remediation::Reseed => {
+                steps.push(step("statefulset.orphan", format!("StatefulSet {ns}/{cluster}"), "delete the StatefulSet with propagationPolicy Orphan: the other pods keep serving and nothing recreates this one (recreated from the saved copy on every path)".into(), true, false));
                 steps.push(step("pod.delete", format!("Pod {ns}/{}", t.instance), format!("delete {} to free its volume", t.instance), true, false));
                 steps.push(step("helper.run", pvc, format!("helper pod on the volume: keep grastate.dat as grastate.dat.pre-heal, reset it (seqno -1, safe_to_bootstrap 0) and move galera.cache aside, so {} rejoins by SST from a Synced node", t.instance), true, true));
+                steps.push(step("statefulset.recreate", format!("StatefulSet {ns}/{cluster}"), "create the StatefulSet again from the saved copy: it adopts the running pods and recreates this one".into(), true, false));
             }
             Remediation::Bootstrap => {
                 steps.push(step("statefulset.scale", format!("StatefulSet {ns}/{cluster}"), "scale to 0 and wait until every pod is gone (the scale is restored on every path)".into(), true, false));
