@@ -1209,6 +1209,20 @@ fn repair_reseeds_a_diverged_replica_after_escrow_and_it_streams_again() {
         kinds.contains(&("type=diverged".into(), "/db/pg/pg-2.pg_dumpall.sql".into())),
         "{kinds:?}"
     );
+    // Both escrow snapshots carry the same job= tag: this run's.
+    let jobs: Vec<String> = snaps
+        .iter()
+        .map(|s| {
+            let tags: Vec<String> = serde_json::from_value(s["tags"].clone()).unwrap();
+            tags.into_iter()
+                .find(|t| t.starts_with("job=repair-"))
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        !jobs[0].is_empty() && jobs.iter().all(|j| *j == jobs[0]),
+        "{jobs:?}"
+    );
     let diverged_dump = repo.restic(&["dump", "latest", "/db/pg/pg-2.pg_dumpall.sql"]);
     assert!(String::from_utf8_lossy(&diverged_dump.stdout).contains("-500"));
 

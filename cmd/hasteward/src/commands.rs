@@ -155,6 +155,7 @@ pub fn labels(set: &SetArgs) -> Result<(SnapshotLabels, DbType), Error> {
             db_type: Some(db),
             file: db.dump_file().to_string(),
             database: None,
+            job: None,
         },
         db,
     ))

@@ -125,6 +125,7 @@ pub async fn run(
         db_type: Some(DbType::Postgres),
         file: DbType::Postgres.dump_file().into(),
         database: None,
+        job: None,
     };
     let settings = StreamSettings {
         stall_timeout: None,

@@ -54,6 +54,7 @@ pub async fn run(
         bootstrap: a.bootstrap.clone(),
         force: a.force,
         no_escrow: a.no_escrow,
+        job: format!("repair-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")),
     };
     let plan = plan(&report, &request);
     let text = render_plan_text(&plan);
@@ -229,6 +230,7 @@ async fn escrow(
             db_type: Some(DbType::Mariadb),
             file: DbType::Mariadb.dump_file().to_string(),
             database: None,
+            job: Some(e.job.clone()),
         };
         let result = rep
             .step(
@@ -264,6 +266,7 @@ async fn escrow(
         db_type: Some(DbType::Postgres),
         file,
         database: None,
+        job: Some(e.job.clone()),
     };
     let result = rep
         .step(

@@ -157,6 +157,8 @@ pub struct SnapshotLabels {
     pub file: String,
     /// One database, in per-database mode (`None`: the whole server).
     pub database: Option<String>,
+    /// The operation that took it (`job=` tag), grouping the escrow snapshots of one repair.
+    pub job: Option<String>,
 }
 
 impl SnapshotLabels {
@@ -197,6 +199,9 @@ impl SnapshotLabels {
                 "database".to_string(),
                 encode_list(std::slice::from_ref(name)),
             ));
+        }
+        if let Some(job) = &self.job {
+            tags.push(("job".to_string(), job.clone()));
         }
         tags
     }
@@ -286,6 +291,7 @@ mod tests {
             db_type: Some(DbType::Postgres),
             file: DbType::Postgres.dump_file().into(),
             database: None,
+            job: None,
         };
         assert_eq!(l.path(), "/default/db1/pg_dumpall.sql");
         let one = l.for_database("My DB", DbType::Postgres.database_dump_file());

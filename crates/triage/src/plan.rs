@@ -31,6 +31,8 @@ pub struct RepairRequest {
     pub force: bool,
     /// Skip the escrow backup (`--no-escrow`; loud).
     pub no_escrow: bool,
+    /// This run's id, tagged `job=` on its escrow snapshots so they can be found together.
+    pub job: String,
 }
 
 /// What is done to an instance.
@@ -70,6 +72,8 @@ pub struct EscrowStep {
     pub instance: String,
     /// Why.
     pub why: String,
+    /// The `job=` tag of the snapshot (the repair run's id).
+    pub job: String,
 }
 
 /// One ordered step.
@@ -445,6 +449,7 @@ fn plan_escrow(report: &Report, request: &RepairRequest, plan: &mut RepairPlan) 
             kind: "backup".into(),
             instance: source,
             why: "a full backup of the authoritative data before anything is changed".into(),
+            job: request.job.clone(),
         });
     }
     if report.verdict == Verdict::Diverged {
@@ -455,6 +460,7 @@ fn plan_escrow(report: &Report, request: &RepairRequest, plan: &mut RepairPlan) 
                     kind: "diverged".into(),
                     instance: inst.name.clone(),
                     why: "one side of the split brain, kept so its writes can be recovered".into(),
+                    job: request.job.clone(),
                 });
             }
         }
