@@ -1725,3 +1725,95 @@ fn repair_reseeds_a_middle_galera_node_while_the_others_serve() {
     assert_eq!(g.wsrep_state(0), "Synced");
     assert_eq!(g.wsrep_state(2), "Synced");
 }
+
+#[test]
+fn a_galera_reseed_whose_helper_never_runs_puts_the_statefulset_and_the_cr_back() {
+    let mut g = Galera::start(3);
+    g.sql(
+        0,
+        None,
+        "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY)",
+    );
+    for i in 0..3 {
+        g.wait_synced(i);
+    }
+    g.kill_node(1);
+    g.wait_cluster_size(0, 2);
+    g.sql(0, None, "INSERT INTO shop.t VALUES (1)");
+    let (sim, dir) = galera_sim(&g, &[true, false, true]);
+    let mut cr = sim
+        .get("k8s.mariadb.com/v1alpha1", "mariadbs", Some(NS), "galera")
+        .unwrap();
+    cr["spec"]["image"] = json!("mariadb:10.11");
+    sim.put(cr);
+    let sts = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "galera", "namespace": NS},
+        "spec": {"replicas": 3, "serviceName": "galera",
+                 "selector": {"matchLabels": {"app.kubernetes.io/instance": "galera"}},
+                 "template": {"metadata": {"labels": {"app.kubernetes.io/instance": "galera"}},
+                              "spec": {"containers": [{"name": "mariadb", "image": "mariadb:10.11"}]}}}
+    });
+    sim.put(sts);
+    // No PodRun: the reset helper is created but never runs (unschedulable, say).
+    let repo = Repo::new();
+    let kubeconfig = dir.path().join("kubeconfig").display().to_string();
+    let mut args: Vec<String> = [
+        "repair",
+        "--kubeconfig",
+        &kubeconfig,
+        "-e",
+        "galera",
+        "-c",
+        "galera",
+        "-n",
+        NS,
+        "--instance",
+        "galera-1",
+        "--heal-timeout",
+        "5",
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(repo.args());
+    let (code, out, err) = run(&args, None);
+    assert_ne!(code, 0, "{out}\n{err}");
+    // Everything hasteward changed is back: the StatefulSet (same spec), the CR resumed, no
+    // helper pod, no lease; the escrow taken first is kept.
+    let back = sim
+        .get("apps/v1", "statefulsets", Some(NS), "galera")
+        .expect("StatefulSet recreated");
+    assert_eq!(back["spec"]["replicas"], 3);
+    assert_eq!(
+        back["spec"]["template"]["spec"]["containers"][0]["image"],
+        "mariadb:10.11"
+    );
+    let cr = sim
+        .get("k8s.mariadb.com/v1alpha1", "mariadbs", Some(NS), "galera")
+        .unwrap();
+    assert_eq!(cr["spec"]["suspend"], false);
+    assert!(sim
+        .get(
+            "coordination.k8s.io/v1",
+            "leases",
+            Some(NS),
+            "hasteward-galera"
+        )
+        .is_none());
+    let helpers: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+        .filter_map(|r| serde_json::from_str::<Value>(r.body.as_deref()?).ok())
+        .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(helpers.len(), 1, "{helpers:?}");
+    assert!(sim.get("v1", "pods", Some(NS), &helpers[0]).is_none());
+    assert_eq!(repo.snapshots().len(), 1);
+    // The data was not touched: grastate.dat has no .pre-heal copy.
+    assert!(!g.data_dir(1).join("grastate.dat.pre-heal").exists());
+    g.start_node(1);
+}
