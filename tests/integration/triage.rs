@@ -1817,3 +1817,84 @@ fn a_galera_reseed_whose_helper_never_runs_puts_the_statefulset_and_the_cr_back(
     assert!(!g.data_dir(1).join("grastate.dat.pre-heal").exists());
     g.start_node(1);
 }
+
+#[test]
+fn a_failed_escrow_stops_the_repair_before_anything_is_touched() {
+    let p = Postgres::start();
+    let r2 = p.start_replica_named("pg-2");
+    p.psql(
+        "postgres",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
+    );
+    p.wait_replica_caught_up(&r2);
+    r2.promote();
+    r2.psql("postgres", "INSERT INTO t VALUES (-1)");
+    p.psql("postgres", "INSERT INTO t VALUES (101)");
+    r2.psql("postgres", "CHECKPOINT");
+    p.psql("postgres", "CHECKPOINT");
+    let (sim, dir) = cnpg_sim("pg-1", &[("pg-1", &p), ("pg-2", &r2)]);
+    let mut cluster = sim
+        .get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")
+        .unwrap();
+    cluster["spec"]["imageName"] = json!("ghcr.io/cloudnative-pg/postgresql:15");
+    sim.put(cluster);
+    // pg-1's pg_dumpall writes part of a dump, then fails: the escrow must not be committed,
+    // and the repair must stop there.
+    let scratch = tempfile::tempdir().unwrap();
+    let failing = shim(
+        scratch.path(),
+        "pg_dumpall",
+        &format!("{REAL_PG_DUMPALL} \"$@\" | head -c 2000; exit 1"),
+    );
+    let mut exec = pg_exec("pg-1", &p);
+    exec.path_prepend.insert(0, failing);
+    sim.set_exec(exec);
+    let repo = Repo::new();
+    let kubeconfig = dir.path().join("kubeconfig").display().to_string();
+    let mut args: Vec<String> = [
+        "repair",
+        "--kubeconfig",
+        &kubeconfig,
+        "-e",
+        "cnpg",
+        "-c",
+        "pg",
+        "-n",
+        NS,
+        "--instance",
+        "pg-2",
+        "--force",
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(repo.args());
+    sim.clear_requests();
+    let (code, out, err) = run(&args, None);
+    assert_ne!(code, 0, "{out}\n{err}");
+    assert!(
+        repo.snapshots().is_empty(),
+        "a failed escrow became a snapshot"
+    );
+    assert_eq!(repo.locks(), 0);
+    // Only the lease was written (and removed): no fence, no annotation, no pod deleted.
+    let mutations: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.is_mutation())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        mutations.iter().all(|m| m.contains("/leases")),
+        "{mutations:?}"
+    );
+    assert!(sim
+        .get("coordination.k8s.io/v1", "leases", Some(NS), "hasteward-pg")
+        .is_none());
+    assert_eq!(
+        r2.psql("postgres", "SELECT count(*) FROM t WHERE g = -1"),
+        "1"
+    );
+}
