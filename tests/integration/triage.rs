@@ -139,7 +139,8 @@ fn triage_with(
 }
 
 /// Runs `hasteward repair … -o json` with `extra` flags; returns (exit code, envelope). Asserts that
-/// no mutating request reached the API (every call here is a dry run or refused).
+/// no mutating request reached the API: none at all in a dry run; a refused real run only takes
+/// and releases the cluster's lease (it is taken before the triage).
 fn repair_no_mutation(sim: &Simulator, dir: &Path, engine: &str, extra: &[&str]) -> (i32, Value) {
     sim.clear_requests();
     let mut args: Vec<String> = [
@@ -160,16 +161,26 @@ fn repair_no_mutation(sim: &Simulator, dir: &Path, engine: &str, extra: &[&str])
     .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
     let (code, out, err) = run(&args, None);
+    let dry_run = extra.contains(&"--dry-run");
     let mutations: Vec<String> = sim
         .requests()
         .iter()
         .filter(|r| r.is_mutation())
+        .filter(|r| dry_run || !r.path.contains("/leases"))
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
     assert!(
         mutations.is_empty(),
         "repair {extra:?} mutated: {mutations:?}\n{err}"
     );
+    let lease = if engine == "cnpg" {
+        "hasteward-pg"
+    } else {
+        "hasteward-galera"
+    };
+    assert!(sim
+        .get("coordination.k8s.io/v1", "leases", Some(NS), lease)
+        .is_none());
     (code, envelope(&out))
 }
 

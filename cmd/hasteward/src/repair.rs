@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hasteward_engines::Error;
 use hasteward_exec::CancellationToken;
-use hasteward_k8s::lease::{identity, lease_name};
+use hasteward_k8s::lease::{identity, lease_name, LeaseGuard};
 use hasteward_k8s::Kube;
 use hasteward_model::ExitCode;
 use hasteward_triage::plan::{plan, render_plan_text, Remediation, RepairPlan, RepairRequest};
@@ -40,13 +40,47 @@ pub async fn run(
         ));
     }
     let kube = crate::targets::kube(cli).await?;
+    // The lease is taken before the triage, so the plan is made and executed under it: two runs
+    // cannot act on the same stale picture. A dry run takes no lease (it writes nothing).
+    let guard = if a.dry_run {
+        None
+    } else {
+        Some(
+            rep.step(
+                "lease.acquire",
+                kube.acquire_lease(&a.namespace, &lease_name(&a.cluster), &identity("repair")),
+            )
+            .await?,
+        )
+    };
+    let outcome = plan_and_run(cli, &kube, a, rep, cancel, guard.as_ref()).await;
+    let released = match guard {
+        Some(g) => g.release().await,
+        None => Ok(()),
+    };
+    let code = outcome?;
+    released?;
+    Ok(code)
+}
+
+async fn plan_and_run(
+    cli: &Cli,
+    kube: &Kube,
+    a: &RepairArgs,
+    rep: &mut Reporter,
+    cancel: &CancellationToken,
+    lease: Option<&LeaseGuard>,
+) -> Result<ExitCode, Error> {
     let report = crate::triage::triage_report(
-        &kube,
+        kube,
         rep,
         a.engine,
         &a.namespace,
         &a.cluster,
         a.recover_positions,
+        // A dry run never creates helper pods: positions are recovered only inside running
+        // containers.
+        !a.dry_run,
     )
     .await?;
     let request = RepairRequest {
@@ -69,9 +103,9 @@ pub async fn run(
             data,
         ));
     }
-    if a.dry_run {
+    let Some(lease) = lease.filter(|_| !a.dry_run) else {
         return Ok(rep.succeed(data, &format!("{text}\n\ndry run: nothing was changed")));
-    }
+    };
     if !plan.executable() {
         return Ok(rep.succeed(data, &format!("{text}\n\nnothing to repair")));
     }
@@ -79,9 +113,10 @@ pub async fn run(
         rep.warn(w.clone());
     }
     rep.human(&text);
-    execute(cli, &kube, a, &plan, &report, rep, cancel).await?;
+    execute(cli, kube, a, &plan, &report, rep, cancel, lease).await?;
     let after =
-        crate::triage::triage_report(&kube, rep, a.engine, &a.namespace, &a.cluster, false).await?;
+        crate::triage::triage_report(kube, rep, a.engine, &a.namespace, &a.cluster, false, false)
+            .await?;
     let summary = format!(
         "repaired {}; triage now: {}",
         plan.targets
@@ -97,8 +132,19 @@ pub async fn run(
     ))
 }
 
+/// Stops when the lease was lost (a renewal failed: another run may have taken over).
+fn still_ours(lease: &LeaseGuard) -> Result<(), Error> {
+    if lease.lost() {
+        return Err(Error::RepairFailed(
+            "the cluster lease could not be renewed (another run may have taken it over): stopping before the next step".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Executes an approved plan under the cluster's lease: escrow backups first (a failed one stops
 /// everything), then each target.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     cli: &Cli,
     kube: &Kube,
@@ -107,6 +153,7 @@ async fn execute(
     report: &hasteward_triage::Report,
     rep: &Reporter,
     cancel: &CancellationToken,
+    lease: &LeaseGuard,
 ) -> Result<(), Error> {
     let restic = if plan.escrow.is_empty() {
         None
@@ -117,19 +164,15 @@ async fn execute(
         EngineArg::Cnpg => "postgres",
         _ => "mariadb",
     };
-    let guard = rep
-        .step(
-            "lease.acquire",
-            kube.acquire_lease(&a.namespace, &lease_name(&a.cluster), &identity("repair")),
-        )
-        .await?;
     let result = async {
         if let Some(restic) = &restic {
             for e in &plan.escrow {
+                still_ours(lease)?;
                 escrow(kube, restic, a, e, rep, cancel).await?;
             }
         }
         for t in &plan.targets {
+            still_ours(lease)?;
             if cancel.is_cancelled() {
                 return Err(Error::Refused("cancelled before every step ran".into()));
             }
@@ -195,10 +238,7 @@ async fn execute(
         Ok(())
     }
     .await;
-    let released = guard.release().await;
-    result?;
-    released?;
-    Ok(())
+    result
 }
 
 /// One escrow backup: the instance's `pg_dumpall` (in its `postgres` container) streamed into

@@ -21,6 +21,7 @@ pub async fn run(cli: &Cli, a: &TriageArgs, rep: &mut Reporter) -> Result<ExitCo
         &a.namespace,
         &a.cluster,
         a.recover_positions,
+        true,
     )
     .await?;
     let text = hasteward_triage::render_text(&report);
@@ -70,6 +71,7 @@ pub async fn triage_report(
     namespace: &str,
     cluster: &str,
     recover_positions: bool,
+    helper_pods: bool,
 ) -> Result<Report, Error> {
     Ok(match engine {
         EngineArg::Cnpg if recover_positions => {
@@ -91,7 +93,10 @@ pub async fn triage_report(
                         kube,
                         namespace,
                         cluster,
-                        &galera::CollectOptions { recover_positions },
+                        &galera::CollectOptions {
+                            recover_positions,
+                            helper_pods,
+                        },
                     ),
                 )
                 .await?;

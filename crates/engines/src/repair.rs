@@ -88,13 +88,28 @@ pub async fn cnpg_reseed(kube: &Kube, r: &CnpgReseed) -> Result<String> {
         std::slice::from_ref(&r.instance),
     )
     .await?;
-    kube.annotate_cnpg_cluster(
-        &r.namespace,
-        &r.cluster,
-        RECONCILIATION_LOOP,
-        Some("disabled"),
-    )
-    .await?;
+    if let Err(e) = kube
+        .annotate_cnpg_cluster(
+            &r.namespace,
+            &r.cluster,
+            RECONCILIATION_LOOP,
+            Some("disabled"),
+        )
+        .await
+    {
+        // Nothing was touched yet: take the fence back.
+        let unfenced = fencing::unfence(kube, &fences).await;
+        return Err(Error::RepairFailed(format!(
+            "turning reconciliation off failed ({e}); nothing was changed{}",
+            unfenced
+                .err()
+                .map(|u| format!(
+                    ", but removing the fence failed too ({u}): `kubectl -n {} annotate cluster {} cnpg.io/fencedInstances-` after checking the value",
+                    r.namespace, r.cluster
+                ))
+                .unwrap_or_default()
+        )));
+    }
     let work = async {
         match kube.delete_pod(&r.namespace, &r.instance).await {
             Ok(uid) => {
@@ -179,13 +194,18 @@ fn tail(log: &str) -> String {
 }
 
 /// The helper script that sets `safe_to_bootstrap` (`$SAFE_TO_BOOTSTRAP`, 0 or 1) in a node's
-/// `grastate.dat`, keeping the original as `grastate.dat.pre-bootstrap`.
+/// current `grastate.dat`, keeping copies as `grastate.dat.pre-bootstrap` (the latest) and
+/// `grastate.dat.pre-bootstrap.<UTC time>`.
 const BOOTSTRAP_FLAG_SCRIPT: &str = r#"set -eu
 f=/var/lib/mysql/grastate.dat
 [ -f "$f" ] || { echo "hasteward: no $f on this volume" >&2; exit 1; }
-[ -f "$f.pre-bootstrap" ] || cp -p "$f" "$f.pre-bootstrap"
-# Rewritten in place (not sed -i, which makes a new file owned by this helper's user).
-sed "s/^safe_to_bootstrap:.*/safe_to_bootstrap: $SAFE_TO_BOOTSTRAP/" "$f.pre-bootstrap" > "$f"
+cp -p "$f" "$f.pre-bootstrap.$(date -u +%Y%m%dT%H%M%SZ)"
+cp -p "$f" "$f.pre-bootstrap"
+t=$(mktemp)
+sed "s/^safe_to_bootstrap:.*/safe_to_bootstrap: $SAFE_TO_BOOTSTRAP/" "$f" > "$t"
+# Written back in place (not a new file), so its owner stays the server's.
+cat "$t" > "$f"
+rm -f "$t"
 cat "$f""#;
 
 /// What a Galera bootstrap needs.
@@ -222,21 +242,18 @@ pub async fn galera_bootstrap(kube: &Kube, b: &GaleraBootstrap) -> Result<String
             b.namespace, b.cluster
         ))
     })?;
-    kube.patch_mariadb(
-        &b.namespace,
-        &b.cluster,
-        &serde_json::json!({"spec": {"suspend": true}}),
-    )
-    .await?;
-    let prepared = async {
-        let replicas = kube
-            .scale_statefulset(&b.namespace, &b.cluster, 0)
-            .await
-            .map_err(|e| (-1, Error::from(e)))?;
+    let suspend = |on: bool| serde_json::json!({"spec": {"suspend": on}});
+    let force = |node: Option<&str>| serde_json::json!({"spec": {"galera": {"recovery": {"forceClusterBootstrapInPod": node}}}});
+    kube.patch_mariadb(&b.namespace, &b.cluster, &suspend(true))
+        .await?;
+    // What was changed, for the restore below.
+    let mut scaled_from: Option<i32> = None;
+    let mut force_set = false;
+    let work = async {
+        scaled_from = Some(kube.scale_statefulset(&b.namespace, &b.cluster, 0).await?);
         for node in &b.nodes {
             kube.wait_pod_gone(&b.namespace, node, None, b.timeout)
-                .await
-                .map_err(|e| (replicas, Error::from(e)))?;
+                .await?;
         }
         let mut log = String::new();
         for node in &b.nodes {
@@ -256,60 +273,66 @@ pub async fn galera_bootstrap(kube: &Kube, b: &GaleraBootstrap) -> Result<String
                 env: vec![("SAFE_TO_BOOTSTRAP".into(), flag.into())],
                 secrets: Vec::new(),
             };
-            let outcome = kube
-                .run_helper(&spec, b.timeout)
-                .await
-                .map_err(|e| (replicas, Error::from(e)))?;
+            let outcome = kube.run_helper(&spec, b.timeout).await?;
             if !outcome.succeeded() {
-                return Err((
-                    replicas,
-                    Error::RepairFailed(format!(
-                        "setting safe_to_bootstrap on {node} failed ({}, exit {:?}): {}",
-                        outcome.phase,
-                        outcome.exit_code,
-                        tail(&outcome.log)
-                    )),
-                ));
+                return Err(Error::RepairFailed(format!(
+                    "setting safe_to_bootstrap on {node} failed ({}, exit {:?}): {}",
+                    outcome.phase,
+                    outcome.exit_code,
+                    tail(&outcome.log)
+                )));
             }
             log.push_str(&format!("{node}: safe_to_bootstrap: {flag}\n"));
         }
-        Ok::<_, (i32, Error)>((replicas, log))
+        kube.patch_mariadb(&b.namespace, &b.cluster, &force(Some(&b.node)))
+            .await?;
+        force_set = true;
+        Ok::<_, Error>(log)
     }
     .await;
-    let (replicas, log) = match prepared {
-        Ok(v) => v,
-        Err((replicas, e)) => {
-            // Roll back what was changed: scale and suspension (the flags are only meaningful
-            // together with the force field, which was not set; their backups stay).
-            if replicas >= 0 {
-                let _ = kube
-                    .scale_statefulset(&b.namespace, &b.cluster, replicas)
-                    .await;
-            }
-            let _ = kube
-                .patch_mariadb(
-                    &b.namespace,
-                    &b.cluster,
-                    &serde_json::json!({"spec": {"suspend": false}}),
-                )
-                .await;
-            return Err(e);
+    // Restore on every path: the scale, the suspension; the force field too when the work failed.
+    let mut restore_errors = Vec::new();
+    if work.is_err() && force_set {
+        if let Err(e) = kube
+            .patch_mariadb(&b.namespace, &b.cluster, &force(None))
+            .await
+        {
+            restore_errors.push(format!("clearing forceClusterBootstrapInPod: {e}"));
         }
+    }
+    if let Some(replicas) = scaled_from {
+        if let Err(e) = kube
+            .scale_statefulset(&b.namespace, &b.cluster, replicas)
+            .await
+        {
+            restore_errors.push(format!("scaling the StatefulSet back to {replicas}: {e}"));
+        }
+    }
+    if let Err(e) = kube
+        .patch_mariadb(&b.namespace, &b.cluster, &suspend(false))
+        .await
+    {
+        restore_errors.push(format!("resuming the MariaDB CR: {e}"));
+    }
+    let restore_note = if restore_errors.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; restoring what was changed also failed: {} (`kubectl -n {} edit mariadb {}`)",
+            restore_errors.join("; "),
+            b.namespace,
+            b.cluster
+        )
     };
-    kube.patch_mariadb(
-        &b.namespace,
-        &b.cluster,
-        &serde_json::json!({"spec": {"galera": {"recovery": {"forceClusterBootstrapInPod": b.node}}}}),
-    )
-    .await?;
-    kube.scale_statefulset(&b.namespace, &b.cluster, replicas)
-        .await?;
-    kube.patch_mariadb(
-        &b.namespace,
-        &b.cluster,
-        &serde_json::json!({"spec": {"suspend": false}}),
-    )
-    .await?;
+    let log = match work {
+        Ok(log) if restore_errors.is_empty() => log,
+        Ok(_) => {
+            return Err(Error::RepairFailed(format!(
+                "bootstrap prepared{restore_note}"
+            )))
+        }
+        Err(e) => return Err(Error::RepairFailed(format!("{e}{restore_note}"))),
+    };
     let waited = async {
         for node in &b.nodes {
             kube.wait_pod_ready(&b.namespace, node, "mariadb", None, b.timeout)
@@ -318,16 +341,36 @@ pub async fn galera_bootstrap(kube: &Kube, b: &GaleraBootstrap) -> Result<String
         Ok::<_, hasteward_k8s::Error>(())
     }
     .await;
+    // The force field goes once the cluster is up (or the wait gave up): it must not outlive
+    // this bootstrap.
     let cleared = kube
-        .patch_mariadb(
-            &b.namespace,
-            &b.cluster,
-            &serde_json::json!({"spec": {"galera": {"recovery": {"forceClusterBootstrapInPod": null}}}}),
-        )
+        .patch_mariadb(&b.namespace, &b.cluster, &force(None))
         .await;
-    waited?;
+    waited.map_err(|e| Error::RepairFailed(format!("after the bootstrap: {e}")))?;
     cleared?;
     Ok(log)
+}
+
+/// Waits until the StatefulSet is gone (its deletion may wait on a finalizer).
+async fn wait_statefulset_gone(
+    kube: &Kube,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match kube.statefulset(namespace, name).await {
+            Err(hasteward_k8s::Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+            Ok(_) if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::RepairFailed(format!(
+                    "StatefulSet {namespace}/{name} is still there {timeout:?} after its deletion"
+                )))
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
 }
 
 /// The helper script that makes a Galera node rejoin by a full state transfer: `grastate.dat`
@@ -387,6 +430,7 @@ pub async fn galera_reseed(kube: &Kube, r: &GaleraReseed) -> Result<String> {
     .await?;
     let work = async {
         kube.orphan_statefulset(&r.namespace, &r.cluster).await?;
+        wait_statefulset_gone(kube, &r.namespace, &r.cluster, r.timeout).await?;
         match kube.delete_pod(&r.namespace, &r.node).await {
             Ok(uid) => {
                 kube.wait_pod_gone(&r.namespace, &r.node, uid.as_deref(), r.timeout)
@@ -429,9 +473,15 @@ pub async fn galera_reseed(kube: &Kube, r: &GaleraReseed) -> Result<String> {
     .await;
     // Put back what was changed, whatever happened.
     let recreated = match kube.statefulset(&r.namespace, &r.cluster).await {
-        Ok(_) => Ok(()),
-        Err(hasteward_k8s::Error::NotFound { .. }) => kube.recreate_statefulset(&saved).await,
-        Err(e) => Err(e),
+        Ok(sts) if sts.metadata.deletion_timestamp.is_none() => Ok(()),
+        Ok(_) => match wait_statefulset_gone(kube, &r.namespace, &r.cluster, r.timeout).await {
+            Ok(()) => kube.recreate_statefulset(&saved).await.map_err(Error::from),
+            Err(e) => Err(e),
+        },
+        Err(hasteward_k8s::Error::NotFound { .. }) => {
+            kube.recreate_statefulset(&saved).await.map_err(Error::from)
+        }
+        Err(e) => Err(Error::from(e)),
     };
     let resumed = kube
         .patch_mariadb(

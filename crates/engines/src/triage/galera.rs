@@ -125,7 +125,10 @@ async fn collect_node(
         df: not_running,
     };
     let Some(_) = view.as_ref().filter(|v| PodView::is_running(v)) else {
-        if options.recover_positions && input.volume == hasteward_triage::VolumeState::Bound {
+        if options.recover_positions
+            && options.helper_pods
+            && input.volume == hasteward_triage::VolumeState::Bound
+        {
             let node_name = view.as_ref().and_then(|v| v.node.clone());
             let (grastate, recovered) =
                 recover_with_helper(kube, namespace, name, node_name, helper).await;
@@ -290,6 +293,9 @@ pub struct CollectOptions {
     /// mariadb-operator's own recovery does), so it is never done unasked. A server that is in
     /// fact running holds the InnoDB lock, and the recovery then exits without touching anything.
     pub recover_positions: bool,
+    /// Whether recovering a node with no running container may create a helper pod on its
+    /// volume (false in a repair dry run, which writes nothing).
+    pub helper_pods: bool,
 }
 
 /// `mariadbd --wsrep-recover` on the data directory `$1`, its log written to a private temp file
