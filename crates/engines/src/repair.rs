@@ -119,6 +119,14 @@ pub async fn cnpg_reseed(kube: &Kube, r: &CnpgReseed) -> Result<String> {
             Err(hasteward_k8s::Error::NotFound { .. }) => {}
             Err(e) => return Err(Error::from(e)),
         }
+        // The volume must be free: a pod recreated meanwhile (an operator acting on a cached
+        // view) would be using it while the helper empties it.
+        if kube.pod(&r.namespace, &r.instance).await.is_ok() {
+            return Err(Error::RepairFailed(format!(
+                "a new {} pod appeared while reconciliation was off: not touching its volume",
+                r.instance
+            )));
+        }
         let spec = HelperSpec {
             namespace: r.namespace.clone(),
             name_prefix: format!("{}-reseed", r.instance),
