@@ -1791,7 +1791,12 @@ fn a_galera_reseed_whose_helper_never_runs_puts_the_statefulset_and_the_cr_back(
     .collect();
     args.extend(repo.args());
     let (code, out, err) = run(&args, None);
-    assert_ne!(code, 0, "{out}\n{err}");
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(
+        envelope(&out)["errors"][0]["code"],
+        "repair.failed",
+        "{out}"
+    );
     // Everything hasteward changed is back: the StatefulSet (same spec), the CR resumed, no
     // helper pod, no lease; the escrow taken first is kept.
     let back = sim

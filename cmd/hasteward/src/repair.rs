@@ -174,7 +174,9 @@ async fn execute(
         for t in &plan.targets {
             still_ours(lease)?;
             if cancel.is_cancelled() {
-                return Err(Error::Refused("cancelled before every step ran".into()));
+                return Err(Error::RepairCancelled(
+                    "cancelled before every step ran; the steps done so far are complete".into(),
+                ));
             }
             match t.remediation {
                 Remediation::Restart => {
@@ -190,7 +192,7 @@ async fn execute(
                     );
                     tokio::select! {
                         r = rep.step("wait.ready", wait) => r?,
-                        _ = cancel.cancelled() => return Err(Error::Refused(format!("cancelled while waiting for {} to be Ready", t.instance))),
+                        _ = cancel.cancelled() => return Err(Error::RepairCancelled(format!("cancelled while waiting for {} to be Ready", t.instance))),
                     }
                 }
                 Remediation::Reseed if a.engine == EngineArg::Galera => {

@@ -15,6 +15,9 @@ pub enum Error {
     /// A repair step failed (after any escrow; what was left in place is in the message).
     #[error("{0}")]
     RepairFailed(String),
+    /// A repair was interrupted (Ctrl-C, SIGTERM) between steps.
+    #[error("{0}")]
+    RepairCancelled(String),
     /// A tool hasteward runs is not installed.
     #[error("`{tool}` not found on PATH: {hint}")]
     ToolMissing {
@@ -82,7 +85,7 @@ impl Error {
         match self {
             Self::Usage(_) => ExitCode::Usage,
             Self::Refused(_) => ExitCode::Refused,
-            Self::RepairFailed(_) => ExitCode::Failed,
+            Self::RepairFailed(_) | Self::RepairCancelled(_) => ExitCode::Failed,
             Self::ToolMissing { .. } | Self::Database { .. } => ExitCode::Dependency,
             Self::Restic(R::NotInstalled { .. } | R::UnknownVersion { .. }) => ExitCode::Dependency,
             Self::Restic(R::NoPassword | R::NoRepository | R::Setup { .. }) => ExitCode::Usage,
@@ -102,6 +105,7 @@ impl Error {
             Self::Usage(_) => "usage",
             Self::Refused(_) => "refused",
             Self::RepairFailed(_) => "repair.failed",
+            Self::RepairCancelled(_) => "cancelled",
             Self::ToolMissing { .. } => "dependency.missing",
             Self::Database { .. } => "database.unreachable",
             Self::Restic(e) => e.category(),

@@ -192,7 +192,8 @@ pub async fn cnpg_reseed(kube: &Kube, r: &CnpgReseed) -> Result<String> {
     reenabled?;
     fencing::unfence(kube, &fences).await?;
     kube.wait_pod_ready(&r.namespace, &r.instance, "postgres", None, r.timeout)
-        .await?;
+        .await
+        .map_err(|e| failed(e.into()))?;
     Ok(log)
 }
 
@@ -355,7 +356,7 @@ pub async fn galera_bootstrap(kube: &Kube, b: &GaleraBootstrap) -> Result<String
         .patch_mariadb(&b.namespace, &b.cluster, &force(None))
         .await;
     waited.map_err(|e| Error::RepairFailed(format!("after the bootstrap: {e}")))?;
-    cleared?;
+    cleared.map_err(|e| failed(e.into()))?;
     Ok(log)
 }
 
@@ -498,10 +499,20 @@ pub async fn galera_reseed(kube: &Kube, r: &GaleraReseed) -> Result<String> {
             &serde_json::json!({"spec": {"suspend": false}}),
         )
         .await;
-    let log = work?;
-    recreated?;
-    resumed?;
+    let log = work.map_err(failed)?;
+    recreated.map_err(failed)?;
+    resumed.map_err(|e| failed(e.into()))?;
     kube.wait_pod_ready(&r.namespace, &r.node, "mariadb", None, r.timeout)
-        .await?;
+        .await
+        .map_err(|e| failed(e.into()))?;
     Ok(log)
+}
+
+/// Once a repair has changed something, any error is a failed repair (exit 1), whatever its
+/// cause: not a missing dependency (exit 4) or a refusal (exit 3).
+fn failed(e: Error) -> Error {
+    match e {
+        Error::RepairFailed(_) => e,
+        other => Error::RepairFailed(other.to_string()),
+    }
 }
