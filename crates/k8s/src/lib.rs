@@ -16,6 +16,7 @@ mod podrunner;
 mod pods;
 mod resources;
 mod secrets;
+mod watch;
 
 pub use client::{connect, ClientOptions, Kube};
 pub use error::{Error, Result};

@@ -1,11 +1,11 @@
 //! Pods, and container readiness looked up by container name (never by index: sidecars and
 //! init containers shift positions).
 
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams, ListParams, LogParams, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams};
 
 use crate::client::Target;
+use crate::watch::watch_pod;
 use crate::{Error, Kube, Result};
 
 /// The pod's phase (`Pending`, `Running`, ...), or `Unknown` when absent.
@@ -168,46 +168,18 @@ impl Kube {
         timeout: std::time::Duration,
     ) -> Result<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let version = match api.get_opt(name).await {
-                Ok(None) => return Ok(()),
-                Ok(Some(pod)) if uid.is_some() && pod.metadata.uid.as_deref() != uid => {
-                    return Ok(())
-                }
-                Ok(Some(pod)) => pod.metadata.resource_version.unwrap_or_default(),
-                Err(_) => "0".into(),
-            };
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Err(Error::PodNotReady {
-                    namespace: namespace.into(),
-                    pod: name.into(),
-                    reason: format!("still there {timeout:?} after it was deleted"),
-                });
-            }
-            let secs = (deadline - now).as_secs().clamp(1, 290) as u32;
-            let params = WatchParams::default()
-                .fields(&format!("metadata.name={name}"))
-                .timeout(secs);
-            let Ok(stream) = api.watch(&params, &version).await else {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                continue;
-            };
-            let mut stream = stream.boxed();
-            let until = tokio::time::sleep_until(deadline);
-            tokio::pin!(until);
-            loop {
-                tokio::select! {
-                    _ = &mut until => break,
-                    event = stream.try_next() => match event {
-                        Ok(Some(WatchEvent::Deleted(_))) => return Ok(()),
-                        Ok(Some(_)) => continue,
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-            }
-        }
+        let gone = |pod: Option<&Pod>| match pod {
+            None => Some(()),
+            Some(p) if uid.is_some() && p.metadata.uid.as_deref() != uid => Some(()),
+            Some(_) => None,
+        };
+        watch_pod(&api, name, timeout, gone)
+            .await
+            .ok_or_else(|| Error::PodNotReady {
+                namespace: namespace.into(),
+                pod: name.into(),
+                reason: format!("still there {timeout:?} after it was deleted"),
+            })
     }
 
     /// Waits, by watching the pod, until a pod `name` whose uid is not `old_uid` is Running with
@@ -221,65 +193,33 @@ impl Kube {
         timeout: std::time::Duration,
     ) -> Result<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let ready = |pod: &Pod| {
-            pod.metadata.uid.as_deref() != old_uid
-                && pod.metadata.deletion_timestamp.is_none()
-                && require_ready(pod, container).is_ok()
-        };
-        let deadline = tokio::time::Instant::now() + timeout;
         let mut last = "not seen yet".to_string();
-        loop {
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Err(Error::PodNotReady {
-                    namespace: namespace.into(),
-                    pod: name.into(),
-                    reason: format!("not Ready within {timeout:?} ({last})"),
-                });
-            }
-            let version = match api.get_opt(name).await {
-                Ok(Some(pod)) if ready(&pod) => return Ok(()),
-                Ok(Some(pod)) => {
-                    last = match require_ready(&pod, container) {
-                        Err(e) => e.to_string(),
-                        Ok(()) => "the old pod is still there".into(),
-                    };
-                    pod.metadata.resource_version.unwrap_or_default()
-                }
-                Ok(None) => {
-                    last = "no pod yet".into();
-                    "0".into()
+        let ready = |pod: Option<&Pod>| {
+            let Some(pod) = pod else {
+                last = "no pod yet".into();
+                return None;
+            };
+            let new =
+                pod.metadata.uid.as_deref() != old_uid && pod.metadata.deletion_timestamp.is_none();
+            match require_ready(pod, container) {
+                Ok(()) if new => Some(()),
+                Ok(()) => {
+                    last = "the old pod is still there".into();
+                    None
                 }
                 Err(e) => {
                     last = e.to_string();
-                    "0".into()
-                }
-            };
-            let secs = (deadline - now).as_secs().clamp(1, 290) as u32;
-            let params = WatchParams::default()
-                .fields(&format!("metadata.name={name}"))
-                .timeout(secs);
-            let stream = match api.watch(&params, &version).await {
-                Ok(s) => s,
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let mut stream = stream.boxed();
-            let until = tokio::time::sleep_until(deadline);
-            tokio::pin!(until);
-            loop {
-                tokio::select! {
-                    _ = &mut until => break,
-                    event = stream.try_next() => match event {
-                        Ok(Some(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) if ready(&pod) => return Ok(()),
-                        Ok(Some(_)) => continue,
-                        // The watch ended (timeout, expired version, error): look again.
-                        Ok(None) | Err(_) => break,
-                    }
+                    None
                 }
             }
+        };
+        match watch_pod(&api, name, timeout, ready).await {
+            Some(()) => Ok(()),
+            None => Err(Error::PodNotReady {
+                namespace: namespace.into(),
+                pod: name.into(),
+                reason: format!("not Ready within {timeout:?} ({last})"),
+            }),
         }
     }
 
