@@ -128,16 +128,9 @@ pub async fn cnpg_reseed(kube: &Kube, r: &CnpgReseed) -> Result<String> {
             )));
         }
         let spec = HelperSpec {
-            namespace: r.namespace.clone(),
-            name_prefix: format!("{}-reseed", r.instance),
-            purpose: "reseed".into(),
-            image,
-            command: vec!["sh".into(), "-c".into(), RESEED_SCRIPT.into()],
-            volume: Some((r.instance.clone(), "/var/lib/postgresql/data".into(), false)),
             node_name: node,
             owner: cluster.owner_reference(),
             run_as: Some((26, 26)),
-            deadline: r.timeout,
             labels: [("cnpg.io/cluster".to_string(), r.cluster.clone())].into(),
             env: vec![
                 ("PGHOST".into(), format!("{}-rw", r.cluster)),
@@ -156,18 +149,18 @@ pub async fn cnpg_reseed(kube: &Kube, r: &CnpgReseed) -> Result<String> {
                 ),
                 (format!("{}-ca", r.cluster), "/certs/ca".into()),
             ],
+            ..HelperSpec::shell(
+                &r.namespace,
+                format!("{}-reseed", r.instance),
+                "reseed",
+                image,
+                RESEED_SCRIPT,
+                (r.instance.clone(), "/var/lib/postgresql/data"),
+                r.timeout,
+            )
         };
-        let outcome = kube.run_helper(&spec, r.timeout).await?;
-        if !outcome.succeeded() {
-            return Err(Error::RepairFailed(format!(
-                "the reseed helper {} ended {} (exit {:?}): {}",
-                outcome.pod,
-                outcome.phase,
-                outcome.exit_code,
-                tail(&outcome.log)
-            )));
-        }
-        Ok(outcome.log)
+        let log = run_to_success(kube, &spec, r.timeout, "the reseed helper").await?;
+        Ok(log)
     }
     .await;
     // Reconciliation back on, whatever happened.
@@ -195,6 +188,27 @@ pub async fn cnpg_reseed(kube: &Kube, r: &CnpgReseed) -> Result<String> {
         .await
         .map_err(|e| failed(e.into()))?;
     Ok(log)
+}
+
+/// Runs a helper pod to completion; its log on success, a failed repair (with the log's tail)
+/// otherwise.
+async fn run_to_success(
+    kube: &Kube,
+    spec: &HelperSpec,
+    timeout: Duration,
+    what: &str,
+) -> Result<String> {
+    let outcome = kube.run_helper(spec, timeout).await?;
+    if !outcome.succeeded() {
+        return Err(Error::RepairFailed(format!(
+            "{what} ({}) ended {} (exit {:?}): {}",
+            outcome.pod,
+            outcome.phase,
+            outcome.exit_code,
+            tail(&outcome.log)
+        )));
+    }
+    Ok(outcome.log)
 }
 
 fn tail(log: &str) -> String {
@@ -268,29 +282,25 @@ pub async fn galera_bootstrap(kube: &Kube, b: &GaleraBootstrap) -> Result<String
         for node in &b.nodes {
             let flag = if *node == b.node { "1" } else { "0" };
             let spec = HelperSpec {
-                namespace: b.namespace.clone(),
-                name_prefix: format!("{node}-bootstrap"),
-                purpose: "bootstrap".into(),
-                image: image.clone(),
-                command: vec!["sh".into(), "-c".into(), BOOTSTRAP_FLAG_SCRIPT.into()],
-                volume: Some((format!("storage-{node}"), "/var/lib/mysql".into(), false)),
-                node_name: None,
                 owner: cr.owner_reference(),
-                run_as: None,
-                deadline: b.timeout,
-                labels: Default::default(),
                 env: vec![("SAFE_TO_BOOTSTRAP".into(), flag.into())],
-                secrets: Vec::new(),
+                ..HelperSpec::shell(
+                    &b.namespace,
+                    format!("{node}-bootstrap"),
+                    "bootstrap",
+                    image.clone(),
+                    BOOTSTRAP_FLAG_SCRIPT,
+                    (format!("storage-{node}"), "/var/lib/mysql"),
+                    b.timeout,
+                )
             };
-            let outcome = kube.run_helper(&spec, b.timeout).await?;
-            if !outcome.succeeded() {
-                return Err(Error::RepairFailed(format!(
-                    "setting safe_to_bootstrap on {node} failed ({}, exit {:?}): {}",
-                    outcome.phase,
-                    outcome.exit_code,
-                    tail(&outcome.log)
-                )));
-            }
+            run_to_success(
+                kube,
+                &spec,
+                b.timeout,
+                &format!("setting safe_to_bootstrap on {node}"),
+            )
+            .await?;
             log.push_str(&format!("{node}: safe_to_bootstrap: {flag}\n"));
         }
         kube.patch_mariadb(&b.namespace, &b.cluster, &force(Some(&b.node)))
@@ -449,35 +459,20 @@ pub async fn galera_reseed(kube: &Kube, r: &GaleraReseed) -> Result<String> {
             Err(e) => return Err(Error::from(e)),
         }
         let spec = HelperSpec {
-            namespace: r.namespace.clone(),
-            name_prefix: format!("{}-reset", r.node),
-            purpose: "galera-reset".into(),
-            image,
-            command: vec!["sh".into(), "-c".into(), GALERA_RESET_SCRIPT.into()],
-            volume: Some((
-                format!("storage-{}", r.node),
-                "/var/lib/mysql".into(),
-                false,
-            )),
             node_name,
             owner: cr.owner_reference(),
-            run_as: None,
-            deadline: r.timeout,
-            labels: Default::default(),
-            env: Vec::new(),
-            secrets: Vec::new(),
+            ..HelperSpec::shell(
+                &r.namespace,
+                format!("{}-reset", r.node),
+                "galera-reset",
+                image,
+                GALERA_RESET_SCRIPT,
+                (format!("storage-{}", r.node), "/var/lib/mysql"),
+                r.timeout,
+            )
         };
-        let outcome = kube.run_helper(&spec, r.timeout).await?;
-        if !outcome.succeeded() {
-            return Err(Error::RepairFailed(format!(
-                "the reset helper {} ended {} (exit {:?}): {}",
-                outcome.pod,
-                outcome.phase,
-                outcome.exit_code,
-                tail(&outcome.log)
-            )));
-        }
-        Ok(outcome.log)
+        let log = run_to_success(kube, &spec, r.timeout, "the reset helper").await?;
+        Ok(log)
     }
     .await;
     // Put back what was changed, whatever happened.

@@ -9,15 +9,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{
     Container, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Volume,
     VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, DeleteParams, LogParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, LogParams, PostParams};
 
 use crate::client::Target;
+use crate::watch::watch_pod;
 use crate::{Error, Kube, Result};
 
 /// The label every helper carries (value: its purpose).
@@ -52,6 +52,36 @@ pub struct HelperSpec {
     pub env: Vec<(String, String)>,
     /// Secrets mounted read-only (0400, owned by the pod's group): (secret name, mount path).
     pub secrets: Vec<(String, String)>,
+}
+
+impl HelperSpec {
+    /// `sh -c script` in `image` with `volume` = (PVC name, mount path) mounted read-write; no
+    /// node pin, owner, user, labels, env or secrets (set those fields as needed).
+    pub fn shell(
+        namespace: &str,
+        name_prefix: String,
+        purpose: &str,
+        image: String,
+        script: &str,
+        (claim, mount_path): (String, &str),
+        deadline: Duration,
+    ) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            name_prefix,
+            purpose: purpose.to_string(),
+            image,
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            volume: Some((claim, mount_path.to_string(), false)),
+            node_name: None,
+            owner: None,
+            run_as: None,
+            deadline,
+            labels: BTreeMap::new(),
+            env: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
 }
 
 /// How a helper ended.
@@ -240,55 +270,26 @@ impl Kube {
     }
 
     async fn wait_finished(&self, api: &Api<Pod>, name: &str, timeout: Duration) -> Result<Pod> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let version = match api.get_opt(name).await {
-                Ok(Some(pod)) if finished(&pod).is_some() => return Ok(pod),
-                Ok(Some(pod)) => pod.metadata.resource_version.unwrap_or_default(),
-                Ok(None) => {
-                    return Err(Error::PodNotReady {
-                        namespace: api_namespace(api),
-                        pod: name.into(),
-                        reason: "the helper pod disappeared before it finished".into(),
-                    })
-                }
-                Err(_) => "0".into(),
-            };
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Err(Error::PodNotReady {
-                    namespace: api_namespace(api),
-                    pod: name.into(),
-                    reason: format!("the helper did not finish within {timeout:?}"),
-                });
-            }
-            let secs = (deadline - now).as_secs().clamp(1, 290) as u32;
-            let params = WatchParams::default()
-                .fields(&format!("metadata.name={name}"))
-                .timeout(secs);
-            let Ok(stream) = api.watch(&params, &version).await else {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            };
-            let mut stream = stream.boxed();
-            let until = tokio::time::sleep_until(deadline);
-            tokio::pin!(until);
-            loop {
-                tokio::select! {
-                    _ = &mut until => break,
-                    event = stream.try_next() => match event {
-                        Ok(Some(WatchEvent::Modified(pod) | WatchEvent::Added(pod))) if finished(&pod).is_some() => return Ok(pod),
-                        Ok(Some(_)) => continue,
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-            }
-        }
+        let fail = |reason: String| Error::PodNotReady {
+            namespace: api.namespace().unwrap_or_default().to_string(),
+            pod: name.into(),
+            reason,
+        };
+        let done = |pod: Option<&Pod>| match pod {
+            None => Some(Err(fail(
+                "the helper pod disappeared before it finished".into(),
+            ))),
+            Some(p) if finished(p).is_some() => Some(Ok(p.clone())),
+            Some(_) => None,
+        };
+        watch_pod(api, name, timeout, done)
+            .await
+            .unwrap_or_else(|| {
+                Err(fail(format!(
+                    "the helper did not finish within {timeout:?}"
+                )))
+            })
     }
-}
-
-fn api_namespace(api: &Api<Pod>) -> String {
-    api.namespace().unwrap_or_default().to_string()
 }
 
 #[cfg(test)]

@@ -222,19 +222,17 @@ async fn recover_with_helper(
         );
     };
     let spec = hasteward_k8s::helper::HelperSpec {
-        namespace: namespace.to_string(),
-        name_prefix: format!("{node}-recover"),
-        purpose: "wsrep-recover".into(),
-        image,
-        command: vec!["sh".into(), "-c".into(), HELPER_RECOVER_SCRIPT.into()],
-        volume: Some((format!("storage-{node}"), analysis::DATA_DIR.into(), false)),
         node_name,
         owner: helper.owner.clone(),
-        run_as: None,
-        deadline: std::time::Duration::from_secs(150),
-        labels: Default::default(),
-        env: Vec::new(),
-        secrets: Vec::new(),
+        ..hasteward_k8s::helper::HelperSpec::shell(
+            namespace,
+            format!("{node}-recover"),
+            "wsrep-recover",
+            image,
+            HELPER_RECOVER_SCRIPT,
+            (format!("storage-{node}"), analysis::DATA_DIR),
+            std::time::Duration::from_secs(150),
+        )
     };
     match kube.run_helper(&spec, RECOVER_DEADLINE).await {
         Err(e) => {
