@@ -82,9 +82,10 @@ pub enum EngineArg {
     Vmbackup,
 }
 
-/// `triage`.
-#[derive(Debug, Args)]
-pub struct TriageArgs {
+/// A replicated cluster in Kubernetes (triage, repair).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Cluster")]
+pub struct ClusterArgs {
     /// Engine: `cnpg` or `galera`.
     #[arg(short = 'e', long, value_enum, env = "HASTEWARD_ENGINE")]
     pub engine: EngineArg,
@@ -99,6 +100,13 @@ pub struct TriageArgs {
         env = "HASTEWARD_NAMESPACE"
     )]
     pub namespace: String,
+}
+
+/// `triage`.
+#[derive(Debug, Args)]
+pub struct TriageArgs {
+    #[command(flatten)]
+    pub target: ClusterArgs,
     /// Exit 1 when the verdict is at least this bad (healthy < unhealthy < undeterminable <
     /// diverged); without it triage exits 0 whatever it finds.
     #[arg(long, value_enum, env = "HASTEWARD_FAIL_ON")]
@@ -113,20 +121,8 @@ pub struct TriageArgs {
 /// `repair`.
 #[derive(Debug, Args)]
 pub struct RepairArgs {
-    /// Engine: `cnpg` or `galera`.
-    #[arg(short = 'e', long, value_enum, env = "HASTEWARD_ENGINE")]
-    pub engine: EngineArg,
-    /// The cluster: the CNPG `Cluster` or the `MariaDB` resource.
-    #[arg(short = 'c', long, env = "HASTEWARD_CLUSTER")]
-    pub cluster: String,
-    /// Namespace of the cluster.
-    #[arg(
-        short = 'n',
-        long,
-        default_value = "default",
-        env = "HASTEWARD_NAMESPACE"
-    )]
-    pub namespace: String,
+    #[command(flatten)]
+    pub target: ClusterArgs,
     /// Heal only this instance (pod name); default: every instance triage says needs it.
     #[arg(long, env = "HASTEWARD_INSTANCE")]
     pub instance: Option<String>,

@@ -27,8 +27,8 @@ pub async fn run(
     rep: &mut Reporter,
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
-    hasteward_model::validate_name("cluster (-c)", &a.cluster).map_err(usage)?;
-    hasteward_model::validate_name("namespace (-n)", &a.namespace).map_err(usage)?;
+    hasteward_model::validate_name("cluster (-c)", &a.target.cluster).map_err(usage)?;
+    hasteward_model::validate_name("namespace (-n)", &a.target.namespace).map_err(usage)?;
     for (flag, value) in [("--instance", &a.instance), ("--bootstrap", &a.bootstrap)] {
         if let Some(v) = value {
             hasteward_model::validate_name(flag, v).map_err(usage)?;
@@ -48,7 +48,11 @@ pub async fn run(
         Some(
             rep.step(
                 "lease.acquire",
-                kube.acquire_lease(&a.namespace, &lease_name(&a.cluster), &identity("repair")),
+                kube.acquire_lease(
+                    &a.target.namespace,
+                    &lease_name(&a.target.cluster),
+                    &identity("repair"),
+                ),
             )
             .await?,
         )
@@ -74,9 +78,9 @@ async fn plan_and_run(
     let report = crate::triage::triage_report(
         kube,
         rep,
-        a.engine,
-        &a.namespace,
-        &a.cluster,
+        a.target.engine,
+        &a.target.namespace,
+        &a.target.cluster,
         a.recover_positions,
         // A dry run never creates helper pods: positions are recovered only inside running
         // containers.
@@ -114,9 +118,16 @@ async fn plan_and_run(
     }
     rep.human(&text);
     execute(cli, kube, a, &plan, &report, rep, cancel, lease).await?;
-    let after =
-        crate::triage::triage_report(kube, rep, a.engine, &a.namespace, &a.cluster, false, false)
-            .await?;
+    let after = crate::triage::triage_report(
+        kube,
+        rep,
+        a.target.engine,
+        &a.target.namespace,
+        &a.target.cluster,
+        false,
+        false,
+    )
+    .await?;
     let summary = format!(
         "repaired {}; triage now: {}",
         plan.targets
@@ -160,7 +171,7 @@ async fn execute(
     } else {
         Some(crate::commands::open_repo(cli, &a.repo).await?)
     };
-    let container = match a.engine {
+    let container = match a.target.engine {
         EngineArg::Cnpg => "postgres",
         _ => "mariadb",
     };
@@ -181,10 +192,10 @@ async fn execute(
             match t.remediation {
                 Remediation::Restart => {
                     let old = rep
-                        .step("pod.delete", kube.delete_pod(&a.namespace, &t.instance))
+                        .step("pod.delete", kube.delete_pod(&a.target.namespace, &t.instance))
                         .await?;
                     let wait = kube.wait_pod_ready(
-                        &a.namespace,
+                        &a.target.namespace,
                         &t.instance,
                         container,
                         old.as_deref(),
@@ -195,10 +206,10 @@ async fn execute(
                         _ = cancel.cancelled() => return Err(Error::RepairCancelled(format!("cancelled while waiting for {} to be Ready", t.instance))),
                     }
                 }
-                Remediation::Reseed if a.engine == EngineArg::Galera => {
+                Remediation::Reseed if a.target.engine == EngineArg::Galera => {
                     let reseed = hasteward_engines::repair::GaleraReseed {
-                        namespace: a.namespace.clone(),
-                        cluster: a.cluster.clone(),
+                        namespace: a.target.namespace.clone(),
+                        cluster: a.target.cluster.clone(),
                         node: t.instance.clone(),
                         timeout: Duration::from_secs(a.heal_timeout),
                     };
@@ -209,8 +220,8 @@ async fn execute(
                 }
                 Remediation::Reseed => {
                     let reseed = hasteward_engines::repair::CnpgReseed {
-                        namespace: a.namespace.clone(),
-                        cluster: a.cluster.clone(),
+                        namespace: a.target.namespace.clone(),
+                        cluster: a.target.cluster.clone(),
                         instance: t.instance.clone(),
                         timeout: Duration::from_secs(a.heal_timeout),
                     };
@@ -221,8 +232,8 @@ async fn execute(
                 }
                 Remediation::Bootstrap => {
                     let bootstrap = hasteward_engines::repair::GaleraBootstrap {
-                        namespace: a.namespace.clone(),
-                        cluster: a.cluster.clone(),
+                        namespace: a.target.namespace.clone(),
+                        cluster: a.target.cluster.clone(),
                         node: t.instance.clone(),
                         nodes: report.instances.iter().map(|i| i.name.clone()).collect(),
                         timeout: Duration::from_secs(a.heal_timeout),
@@ -255,61 +266,47 @@ async fn escrow(
     cancel: &CancellationToken,
 ) -> Result<(), Error> {
     use hasteward_engines::pod::{PodAuth, PodDatabase};
+    use hasteward_engines::target::Target;
     use hasteward_model::{DbType, Engine, SnapshotKind, SnapshotLabels};
-    let (kind, diverged) = match e.kind.as_str() {
-        "diverged" => (SnapshotKind::Diverged, true),
-        _ => (SnapshotKind::Escrow, false),
+    let kind = match e.kind.as_str() {
+        "diverged" => SnapshotKind::Diverged,
+        _ => SnapshotKind::Escrow,
     };
-    let settings = crate::commands::settings(&a.stream, rep, cancel);
-    if a.engine == EngineArg::Galera {
+    let (engine, db_type, db) = if a.target.engine == EngineArg::Galera {
         // Any Synced node holds the authoritative data; the dump skips what the operator manages.
-        let db = hasteward_engines::pod::galera::resolve(kube, &a.namespace, &a.cluster).await?;
-        let labels = SnapshotLabels {
-            engine: Engine::Galera,
-            cluster: a.cluster.clone(),
-            namespace: a.namespace.clone(),
-            kind,
-            db_type: Some(DbType::Mariadb),
-            file: DbType::Mariadb.dump_file().to_string(),
-            database: None,
-            job: Some(e.job.clone()),
-        };
-        let result = rep
-            .step(
-                "escrow.backup",
-                hasteward_engines::flows::backup(restic, &db, &labels, &settings),
-            )
-            .await?;
-        rep.human(&format!(
-            "escrow: {} saved as snapshot {} ({} bytes)",
-            e.kind, result.short_id, result.bytes
-        ));
-        return Ok(());
-    }
-    let runner = hasteward_k8s::PodRunner::new(kube, &a.namespace, &e.instance, "postgres");
-    let location = runner.location();
-    let db = PodDatabase::new(
-        runner,
-        location,
-        DbType::Postgres,
-        "postgres",
-        PodAuth::Container,
-    );
-    let file = if diverged {
-        format!("{}.{}", e.instance, DbType::Postgres.dump_file())
+        let db =
+            hasteward_engines::pod::galera::resolve(kube, &a.target.namespace, &a.target.cluster)
+                .await?;
+        (Engine::Galera, DbType::Mariadb, db)
     } else {
-        DbType::Postgres.dump_file().to_string()
+        let runner =
+            hasteward_k8s::PodRunner::new(kube, &a.target.namespace, &e.instance, "postgres");
+        let location = runner.location();
+        let db = PodDatabase::new(
+            runner,
+            location,
+            DbType::Postgres,
+            "postgres",
+            PodAuth::Container,
+        );
+        (Engine::Cnpg, DbType::Postgres, db)
+    };
+    // A diverged side is named by its instance; the authority's escrow is the backup set's file.
+    let file = match kind {
+        SnapshotKind::Diverged => format!("{}.{}", e.instance, db_type.dump_file()),
+        _ => db_type.dump_file().to_string(),
     };
     let labels = SnapshotLabels {
-        engine: Engine::Cnpg,
-        cluster: a.cluster.clone(),
-        namespace: a.namespace.clone(),
+        engine,
+        cluster: a.target.cluster.clone(),
+        namespace: a.target.namespace.clone(),
         kind,
-        db_type: Some(DbType::Postgres),
+        db_type: Some(db_type),
         file,
         database: None,
         job: Some(e.job.clone()),
     };
+    let settings = crate::commands::settings(&a.stream, rep, cancel);
     let result = rep
         .step(
             "escrow.backup",
@@ -319,7 +316,7 @@ async fn escrow(
     rep.human(&format!(
         "escrow: {} of {} saved as snapshot {} ({} bytes, sha256 {})",
         e.kind,
-        e.instance,
+        db.location(),
         result.short_id,
         result.bytes,
         &result.sha256[..16]

@@ -11,15 +11,15 @@ use crate::output::Reporter;
 
 /// Runs a triage and prints the report.
 pub async fn run(cli: &Cli, a: &TriageArgs, rep: &mut Reporter) -> Result<ExitCode, Error> {
-    hasteward_model::validate_name("cluster (-c)", &a.cluster).map_err(usage)?;
-    hasteward_model::validate_name("namespace (-n)", &a.namespace).map_err(usage)?;
+    hasteward_model::validate_name("cluster (-c)", &a.target.cluster).map_err(usage)?;
+    hasteward_model::validate_name("namespace (-n)", &a.target.namespace).map_err(usage)?;
     let kube = crate::targets::kube(cli).await?;
     let report = triage_report(
         &kube,
         rep,
-        a.engine,
-        &a.namespace,
-        &a.cluster,
+        a.target.engine,
+        &a.target.namespace,
+        &a.target.cluster,
         a.recover_positions,
         true,
     )
