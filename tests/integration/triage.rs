@@ -782,6 +782,65 @@ fn cnpg_old_primary_rewound_onto_the_new_timeline_is_a_healthy_replica() {
     );
 }
 
+/// The simulator over HTTP, for operator stand-ins running on their own threads.
+#[derive(Clone)]
+struct SimHttp {
+    url: String,
+}
+
+impl SimHttp {
+    fn curl(&self, args: &[&str], path: &str) -> Option<std::process::Output> {
+        std::process::Command::new("curl")
+            .args(args)
+            .arg(format!("{}{path}", self.url))
+            .output()
+            .ok()
+    }
+
+    /// The object at `path`, or `None` when there is none.
+    fn get(&self, path: &str) -> Option<Value> {
+        let out = self.curl(&["-s", "-f"], path)?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())?
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}"], path)
+            .is_some_and(|o| o.stdout == b"200")
+    }
+
+    fn delete(&self, path: &str) {
+        self.curl(&["-s", "-o", "/dev/null", "-X", "DELETE"], path);
+    }
+
+    /// Creates `pod` again (as its controller would), Ready when `ready`.
+    fn recreate_pod(&self, pod: &Value, ready: bool) {
+        let mut pod = pod.clone();
+        let meta = pod["metadata"].as_object_mut().unwrap();
+        meta.remove("uid");
+        meta.remove("resourceVersion");
+        if ready {
+            pod["status"]["containerStatuses"][0]["ready"] = json!(true);
+        }
+        let body = serde_json::to_string(&pod).unwrap();
+        self.curl(
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                &body,
+            ],
+            &format!("/api/v1/namespaces/{NS}/pods"),
+        );
+    }
+}
+
 #[test]
 fn repair_restarts_a_replica_under_the_cluster_lease() {
     let p = Postgres::start();
@@ -792,37 +851,12 @@ fn repair_restarts_a_replica_under_the_cluster_lease() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let operator = {
         let stop = stop.clone();
-        let url = sim.url();
-        let mut pod = original.clone();
+        let api = SimHttp { url: sim.url() };
+        let pod = original.clone();
         std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let gone = std::process::Command::new("curl")
-                    .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-                    .arg(format!("{url}/api/v1/namespaces/{NS}/pods/pg-2"))
-                    .output()
-                    .map(|o| o.stdout == b"404")
-                    .unwrap_or(false);
-                if gone {
-                    pod["metadata"].as_object_mut().unwrap().remove("uid");
-                    pod["metadata"]
-                        .as_object_mut()
-                        .unwrap()
-                        .remove("resourceVersion");
-                    let body = serde_json::to_string(&pod).unwrap();
-                    let _ = std::process::Command::new("curl")
-                        .args([
-                            "-s",
-                            "-o",
-                            "/dev/null",
-                            "-X",
-                            "POST",
-                            "-H",
-                            "Content-Type: application/json",
-                            "--data",
-                            &body,
-                        ])
-                        .arg(format!("{url}/api/v1/namespaces/{NS}/pods"))
-                        .output();
+                if !api.exists(&format!("/api/v1/namespaces/{NS}/pods/pg-2")) {
+                    api.recreate_pod(&pod, false);
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -1061,26 +1095,17 @@ fn cnpg_operator_stand_in(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<Postgres> {
     std::thread::spawn(move || {
-        let get = |path: &str| -> Option<Value> {
-            let out = std::process::Command::new("curl")
-                .args(["-s", "-f"])
-                .arg(format!("{url}{path}"))
-                .output()
-                .ok()?;
-            out.status
-                .success()
-                .then(|| serde_json::from_slice(&out.stdout).ok())?
-        };
+        let api = SimHttp { url };
         let cluster_path = format!("/apis/postgresql.cnpg.io/v1/namespaces/{NS}/clusters/pg");
         let pod_path = format!("/api/v1/namespaces/{NS}/pods/pg-2");
         let mut stopped = false;
         let mut saw_disabled = false;
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            let cluster = get(&cluster_path).unwrap_or(Value::Null);
+            let cluster = api.get(&cluster_path).unwrap_or(Value::Null);
             let disabled =
                 cluster["metadata"]["annotations"]["cnpg.io/reconciliationLoop"] == "disabled";
             saw_disabled |= disabled;
-            if !stopped && (disabled || get(&pod_path).is_none()) {
+            if !stopped && (disabled || api.get(&pod_path).is_none()) {
                 replica.shut_down();
                 stopped = true;
             }
@@ -1091,24 +1116,7 @@ fn cnpg_operator_stand_in(
             if stopped && saw_disabled && !disabled && !fenced {
                 // Reconciliation is back on: the reseeded instance starts and its pod returns.
                 replica.follow(&primary_port_source, "pg-2");
-                let mut pod = pod.clone();
-                let meta = pod["metadata"].as_object_mut().unwrap();
-                meta.remove("uid");
-                meta.remove("resourceVersion");
-                let _ = std::process::Command::new("curl")
-                    .args([
-                        "-s",
-                        "-o",
-                        "/dev/null",
-                        "-X",
-                        "POST",
-                        "-H",
-                        "Content-Type: application/json",
-                        "--data",
-                    ])
-                    .arg(serde_json::to_string(&pod).unwrap())
-                    .arg(format!("{url}/api/v1/namespaces/{NS}/pods"))
-                    .output();
+                api.recreate_pod(&pod, false);
                 return replica;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -1461,23 +1469,8 @@ fn repair_bootstraps_galera_from_the_most_advanced_node_and_no_committed_row_is_
     // Stand-in for the StatefulSet controller and mariadb-operator.
     let url = sim.url();
     let stand_in = std::thread::spawn(move || {
-        let get = |path: &str| -> Value {
-            std::process::Command::new("curl")
-                .args(["-s", "-f"])
-                .arg(format!("{url}{path}"))
-                .output()
-                .ok()
-                .and_then(|o| serde_json::from_slice(&o.stdout).ok())
-                .unwrap_or(Value::Null)
-        };
-        let curl = |method: &str, path: &str, body: Option<String>| {
-            let mut c = std::process::Command::new("curl");
-            c.args(["-s", "-o", "/dev/null", "-X", method]);
-            if let Some(b) = body {
-                c.args(["-H", "Content-Type: application/json", "--data", &b]);
-            }
-            let _ = c.arg(format!("{url}{path}")).output();
-        };
+        let api = SimHttp { url };
+        let get = |path: &str| api.get(path).unwrap_or(Value::Null);
         let deadline = Instant::now() + Duration::from_secs(240);
         let mut scaled_down = false;
         while Instant::now() < deadline {
@@ -1490,11 +1483,7 @@ fn repair_bootstraps_galera_from_the_most_advanced_node_and_no_committed_row_is_
             let replicas = sts["spec"]["replicas"].as_i64().unwrap_or(-1);
             if replicas == 0 && !scaled_down {
                 for i in 0..3 {
-                    curl(
-                        "DELETE",
-                        &format!("/api/v1/namespaces/{NS}/pods/galera-{i}"),
-                        None,
-                    );
+                    api.delete(&format!("/api/v1/namespaces/{NS}/pods/galera-{i}"));
                 }
                 scaled_down = true;
             }
@@ -1509,16 +1498,7 @@ fn repair_bootstraps_galera_from_the_most_advanced_node_and_no_committed_row_is_
                         g.start_node(i);
                     }
                     for pod in &pods {
-                        let mut pod = pod.clone();
-                        let meta = pod["metadata"].as_object_mut().unwrap();
-                        meta.remove("uid");
-                        meta.remove("resourceVersion");
-                        pod["status"]["containerStatuses"][0]["ready"] = json!(true);
-                        curl(
-                            "POST",
-                            &format!("/api/v1/namespaces/{NS}/pods"),
-                            Some(serde_json::to_string(&pod).unwrap()),
-                        );
+                        api.recreate_pod(pod, true);
                     }
                     return g;
                 }
@@ -1634,14 +1614,8 @@ fn repair_reseeds_a_middle_galera_node_while_the_others_serve() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop_in = stop.clone();
     let stand_in = std::thread::spawn(move || {
-        let exists = |path: &str| {
-            std::process::Command::new("curl")
-                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-                .arg(format!("{url}{path}"))
-                .output()
-                .map(|o| o.stdout == b"200")
-                .unwrap_or(false)
-        };
+        let api = SimHttp { url };
+        let exists = |path: &str| api.exists(path);
         let mut pod_was_deleted = false;
         while !stop_in.load(std::sync::atomic::Ordering::SeqCst) {
             let sts = exists(&format!(
@@ -1651,25 +1625,7 @@ fn repair_reseeds_a_middle_galera_node_while_the_others_serve() {
             pod_was_deleted |= !pod;
             if sts && !pod && pod_was_deleted {
                 g.start_node(1);
-                let mut pod = pod1.clone();
-                let meta = pod["metadata"].as_object_mut().unwrap();
-                meta.remove("uid");
-                meta.remove("resourceVersion");
-                pod["status"]["containerStatuses"][0]["ready"] = json!(true);
-                let _ = std::process::Command::new("curl")
-                    .args([
-                        "-s",
-                        "-o",
-                        "/dev/null",
-                        "-X",
-                        "POST",
-                        "-H",
-                        "Content-Type: application/json",
-                        "--data",
-                    ])
-                    .arg(serde_json::to_string(&pod).unwrap())
-                    .arg(format!("{url}/api/v1/namespaces/{NS}/pods"))
-                    .output();
+                api.recreate_pod(&pod1, true);
                 return g;
             }
             std::thread::sleep(Duration::from_millis(50));
