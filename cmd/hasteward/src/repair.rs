@@ -3,8 +3,9 @@
 //! `--dry-run` stops after printing the plan and sends no mutating request. Execution holds the
 //! cluster's Lease for its whole run and releases it on every path, takes the escrow backups
 //! first (a failed one stops everything), then heals each target. This build executes restarts
-//! (both engines), CNPG reseeds and Galera bootstraps; Galera reseeds are computed, gated and
-//! printed, but not executed yet.
+//! (both engines), reseeds (both engines) and Galera bootstraps, each through the fenced-operation
+//! primitive (`hasteward_engines::fenced`), which puts back what it changed on every path,
+//! Ctrl-C included.
 
 use std::time::Duration;
 
@@ -162,7 +163,7 @@ async fn execute(
     a: &RepairArgs,
     plan: &RepairPlan,
     report: &hasteward_triage::Report,
-    rep: &Reporter,
+    rep: &mut Reporter,
     cancel: &CancellationToken,
     lease: &LeaseGuard,
 ) -> Result<(), Error> {
@@ -213,10 +214,13 @@ async fn execute(
                         node: t.instance.clone(),
                         timeout: Duration::from_secs(a.heal_timeout),
                     };
-                    let log = rep
-                        .step("reseed", hasteward_engines::repair::galera_reseed(kube, &reseed))
+                    let (log, note) = rep
+                        .step(
+                            "reseed",
+                            hasteward_engines::repair::galera_reseed(kube, &reseed, cancel),
+                        )
                         .await?;
-                    rep.human(&format!("{}: {}", t.instance, log.trim()));
+                    report_done(rep, &t.instance, &log, &note);
                 }
                 Remediation::Reseed => {
                     let reseed = hasteward_engines::repair::CnpgReseed {
@@ -225,10 +229,13 @@ async fn execute(
                         instance: t.instance.clone(),
                         timeout: Duration::from_secs(a.heal_timeout),
                     };
-                    let log = rep
-                        .step("reseed", hasteward_engines::repair::cnpg_reseed(kube, &reseed))
+                    let (log, note) = rep
+                        .step(
+                            "reseed",
+                            hasteward_engines::repair::cnpg_reseed(kube, &reseed, cancel),
+                        )
                         .await?;
-                    rep.human(&format!("{}: {}", t.instance, log.trim()));
+                    report_done(rep, &t.instance, &log, &note);
                 }
                 Remediation::Bootstrap => {
                     let bootstrap = hasteward_engines::repair::GaleraBootstrap {
@@ -238,13 +245,13 @@ async fn execute(
                         nodes: report.instances.iter().map(|i| i.name.clone()).collect(),
                         timeout: Duration::from_secs(a.heal_timeout),
                     };
-                    let log = rep
+                    let (log, note) = rep
                         .step(
                             "bootstrap",
-                            hasteward_engines::repair::galera_bootstrap(kube, &bootstrap),
+                            hasteward_engines::repair::galera_bootstrap(kube, &bootstrap, cancel),
                         )
                         .await?;
-                    rep.human(log.trim());
+                    report_done(rep, &t.instance, &log, &note);
                 }
             }
         }
@@ -252,6 +259,14 @@ async fn execute(
     }
     .await;
     result
+}
+
+/// Prints a finished step's helper log, and warns about anything it left in place on purpose.
+fn report_done(rep: &mut Reporter, instance: &str, log: &str, note: &str) {
+    rep.human(&format!("{instance}: {}", log.trim()));
+    if !note.is_empty() {
+        rep.warn(note.to_string());
+    }
 }
 
 /// One escrow backup: the instance's `pg_dumpall` (in its `postgres` container) streamed into

@@ -6,6 +6,7 @@
 //! [`hasteward_exec::pump`].
 
 mod error;
+pub mod fenced;
 pub mod flows;
 pub mod linefilter;
 pub mod pod;

@@ -224,9 +224,15 @@ impl Kube {
     /// Creates the helper, waits (watching) until it has finished or `timeout` passes, reads its
     /// log, and deletes it on every path.
     pub async fn run_helper(&self, spec: &HelperSpec, timeout: Duration) -> Result<HelperOutcome> {
-        let pod = helper_pod(spec);
+        self.run_helper_pod(helper_pod(spec), timeout).await
+    }
+
+    /// [`Kube::run_helper`] for a pod built with [`helper_pod`], so the caller knows its name
+    /// before it exists (and can delete it if this future is dropped, e.g. on Ctrl-C).
+    pub async fn run_helper_pod(&self, pod: Pod, timeout: Duration) -> Result<HelperOutcome> {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let namespace = spec.namespace.as_str();
+        let namespace_owned = pod.metadata.namespace.clone().unwrap_or_default();
+        let namespace = namespace_owned.as_str();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let target = Target {
             kind: "helper pod",

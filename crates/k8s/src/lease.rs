@@ -59,7 +59,13 @@ pub fn is_live(lease: &Lease, now: Timestamp) -> bool {
     if spec.holder_identity.as_deref().unwrap_or("").is_empty() {
         return false;
     }
-    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
+    // A lease written without a duration (by another tool) is held for ours, not for 0 s: a
+    // missing field must not make a live holder look expired.
+    let duration = spec
+        .lease_duration_seconds
+        .filter(|d| *d > 0)
+        .map(i64::from)
+        .unwrap_or(LEASE_DURATION.as_secs() as i64);
     let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
         return false;
     };
@@ -193,25 +199,50 @@ async fn renew_loop(
     lost: Arc<AtomicBool>,
 ) {
     let api: Api<Lease> = Api::namespaced(kube.client.clone(), &namespace);
+    let mut last_renewed = tokio::time::Instant::now();
+    let mut wait = LEASE_DURATION / 3;
     loop {
-        tokio::time::sleep(LEASE_DURATION / 3).await;
+        tokio::time::sleep(wait).await;
         let renewed = async {
-            let mut lease = api.get(&name).await.ok()?;
-            let spec = lease.spec.as_mut()?;
+            let mut lease = api.get(&name).await.map_err(|_| Renewal::Failed)?;
+            let spec = lease.spec.as_mut().ok_or(Renewal::Taken)?;
             if spec.holder_identity.as_deref() != Some(identity.as_str()) {
-                return None;
+                return Err(Renewal::Taken);
             }
             spec.renew_time = Some(MicroTime(Timestamp::now()));
             api.replace(&name, &PostParams::default(), &lease)
                 .await
-                .ok()
+                .map_err(|_| Renewal::Failed)
         }
         .await;
-        if renewed.is_none() {
-            tracing::warn!(lease = %name, "could not renew the lease; another run may take it over");
-            lost.store(true, Ordering::SeqCst);
+        match renewed {
+            Ok(_) => {
+                last_renewed = tokio::time::Instant::now();
+                wait = LEASE_DURATION / 3;
+            }
+            Err(Renewal::Taken) => {
+                tracing::warn!(lease = %name, "the lease is held by someone else now");
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            // A transient failure (the API server restarting, a conflict with our own earlier
+            // write) is retried soon; the lease counts as lost only once it may have expired.
+            Err(Renewal::Failed) if last_renewed.elapsed() >= LEASE_DURATION * 2 / 3 => {
+                tracing::warn!(lease = %name, "could not renew the lease in time; another run may take it over");
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(Renewal::Failed) => wait = Duration::from_secs(2),
         }
     }
+}
+
+/// Why a renewal did not happen.
+enum Renewal {
+    /// The request failed; retried.
+    Failed,
+    /// Someone else holds the lease.
+    Taken,
 }
 
 impl LeaseGuard {
@@ -221,8 +252,23 @@ impl LeaseGuard {
     }
 
     /// Stops renewing and deletes the lease if it is still ours.
-    pub async fn release(self) -> Result<()> {
+    pub async fn release(mut self) -> Result<()> {
         self.renewer.abort();
+        // Wait until the renewer has really stopped: a renewal still in flight would change the
+        // resourceVersion under the delete below.
+        let _ = (&mut self.renewer).await;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.delete_if_ours().await {
+                // A 409: the lease changed between the read and the delete; read it again.
+                Err(Error::Api { code: 409, .. }) if attempts < 4 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn delete_if_ours(&self) -> Result<()> {
         let api: Api<Lease> = Api::namespaced(self.kube.client.clone(), &self.namespace);
         let target = Target {
             kind: "lease",
@@ -294,6 +340,17 @@ mod tests {
         assert!(!is_live(&lease("a", 61, 60), now));
         assert!(!is_live(&lease("", 1, 60), now));
         assert!(!is_live(&Lease::default(), now));
+    }
+
+    #[test]
+    fn a_lease_without_a_duration_is_held_for_ours() {
+        let now = Timestamp::now();
+        let mut l = lease("someone", 30, 0);
+        assert!(is_live(&l, now), "0 s must not mean expired");
+        l.spec.as_mut().unwrap().lease_duration_seconds = None;
+        assert!(is_live(&l, now));
+        let stale = lease("someone", LEASE_DURATION.as_secs() as i64 + 1, 0);
+        assert!(!is_live(&stale, now));
     }
 
     #[test]
