@@ -7,6 +7,7 @@ mod support;
 mod environment;
 mod failures;
 mod kube;
+mod repair;
 mod retention;
 mod round_trip;
 mod triage;

@@ -13,10 +13,10 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-const NS: &str = "db";
-const PGDATA: &str = "/var/lib/postgresql/data/pgdata";
+pub(crate) const NS: &str = "db";
+pub(crate) const PGDATA: &str = "/var/lib/postgresql/data/pgdata";
 
-fn pod(name: &str, container: &str, labels: Value, ready: bool) -> Value {
+pub(crate) fn pod(name: &str, container: &str, labels: Value, ready: bool) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": NS, "labels": labels},
@@ -28,7 +28,7 @@ fn pod(name: &str, container: &str, labels: Value, ready: bool) -> Value {
     })
 }
 
-fn pvc(name: &str) -> Value {
+pub(crate) fn pvc(name: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": name, "namespace": NS},
@@ -38,7 +38,7 @@ fn pvc(name: &str) -> Value {
 }
 
 /// The exec environment of a CNPG instance pod backed by `pg`.
-fn pg_exec(pod: &str, pg: &Postgres) -> PodExec {
+pub(crate) fn pg_exec(pod: &str, pg: &Postgres) -> PodExec {
     PodExec {
         namespace: NS.into(),
         pod: pod.into(),
@@ -57,7 +57,10 @@ fn pg_exec(pod: &str, pg: &Postgres) -> PodExec {
 }
 
 /// A simulator for CNPG cluster `pg` with `instances` (name, server, ready) and `primary`.
-fn cnpg_sim(primary: &str, instances: &[(&str, &Postgres)]) -> (Simulator, tempfile::TempDir) {
+pub(crate) fn cnpg_sim(
+    primary: &str,
+    instances: &[(&str, &Postgres)],
+) -> (Simulator, tempfile::TempDir) {
     let names: Vec<&str> = instances.iter().map(|(n, _)| *n).collect();
     let mut objects = vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
@@ -84,7 +87,7 @@ fn cnpg_sim(primary: &str, instances: &[(&str, &Postgres)]) -> (Simulator, tempf
     start_sim(objects, exec)
 }
 
-fn start_sim(objects: Vec<Value>, exec: Vec<PodExec>) -> (Simulator, tempfile::TempDir) {
+pub(crate) fn start_sim(objects: Vec<Value>, exec: Vec<PodExec>) -> (Simulator, tempfile::TempDir) {
     let sim = Simulator::start(SimConfig { objects, exec }).expect("simulator starts");
     let dir = tempfile::tempdir().unwrap();
     sim.write_kubeconfig(&dir.path().join("kubeconfig"), Some(NS))
@@ -141,7 +144,12 @@ fn triage_with(
 /// Runs `hasteward repair … -o json` with `extra` flags; returns (exit code, envelope). Asserts that
 /// no mutating request reached the API: none at all in a dry run; a refused real run only takes
 /// and releases the cluster's lease (it is taken before the triage).
-fn repair_no_mutation(sim: &Simulator, dir: &Path, engine: &str, extra: &[&str]) -> (i32, Value) {
+pub(crate) fn repair_no_mutation(
+    sim: &Simulator,
+    dir: &Path,
+    engine: &str,
+    extra: &[&str],
+) -> (i32, Value) {
     sim.clear_requests();
     let mut args: Vec<String> = [
         "repair",
@@ -458,7 +466,7 @@ fn cnpg_an_instance_that_cannot_be_read_blocks_the_authority() {
 }
 
 /// A simulator for Galera cluster `galera` over `g`; `ready[i]` = node i's container is Ready.
-fn galera_sim(g: &Galera, ready: &[bool]) -> (Simulator, tempfile::TempDir) {
+pub(crate) fn galera_sim(g: &Galera, ready: &[bool]) -> (Simulator, tempfile::TempDir) {
     let labels = json!({"app.kubernetes.io/instance": "galera"});
     let mut objects = vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
@@ -784,12 +792,12 @@ fn cnpg_old_primary_rewound_onto_the_new_timeline_is_a_healthy_replica() {
 
 /// The simulator over HTTP, for operator stand-ins running on their own threads.
 #[derive(Clone)]
-struct SimHttp {
-    url: String,
+pub(crate) struct SimHttp {
+    pub(crate) url: String,
 }
 
 impl SimHttp {
-    fn curl(&self, args: &[&str], path: &str) -> Option<std::process::Output> {
+    pub(crate) fn curl(&self, args: &[&str], path: &str) -> Option<std::process::Output> {
         std::process::Command::new("curl")
             .args(args)
             .arg(format!("{}{path}", self.url))
@@ -798,24 +806,24 @@ impl SimHttp {
     }
 
     /// The object at `path`, or `None` when there is none.
-    fn get(&self, path: &str) -> Option<Value> {
+    pub(crate) fn get(&self, path: &str) -> Option<Value> {
         let out = self.curl(&["-s", "-f"], path)?;
         out.status
             .success()
             .then(|| serde_json::from_slice(&out.stdout).ok())?
     }
 
-    fn exists(&self, path: &str) -> bool {
+    pub(crate) fn exists(&self, path: &str) -> bool {
         self.curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}"], path)
             .is_some_and(|o| o.stdout == b"200")
     }
 
-    fn delete(&self, path: &str) {
+    pub(crate) fn delete(&self, path: &str) {
         self.curl(&["-s", "-o", "/dev/null", "-X", "DELETE"], path);
     }
 
     /// Creates `pod` again (as its controller would), Ready when `ready`.
-    fn recreate_pod(&self, pod: &Value, ready: bool) {
+    pub(crate) fn recreate_pod(&self, pod: &Value, ready: bool) {
         let mut pod = pod.clone();
         let meta = pod["metadata"].as_object_mut().unwrap();
         meta.remove("uid");

@@ -130,6 +130,10 @@ pub struct RepairArgs {
     /// be the provable most advanced node).
     #[arg(long, value_name = "NODE", env = "HASTEWARD_BOOTSTRAP")]
     pub bootstrap: Option<String>,
+    /// CNPG: free this instance's full volume by removing the WAL before its last checkpoint
+    /// (its server must be down; the primary or the authority; see docs/safety.md).
+    #[arg(long, value_name = "INSTANCE", env = "HASTEWARD_PRUNE_WAL")]
+    pub prune_wal: Option<String>,
     /// Override the gates that allow it (see docs/safety.md); never the ones protecting the
     /// authoritative data.
     #[arg(long, env = "HASTEWARD_FORCE")]

@@ -30,14 +30,22 @@ pub async fn run(
 ) -> Result<ExitCode, Error> {
     hasteward_model::validate_name("cluster (-c)", &a.target.cluster).map_err(usage)?;
     hasteward_model::validate_name("namespace (-n)", &a.target.namespace).map_err(usage)?;
-    for (flag, value) in [("--instance", &a.instance), ("--bootstrap", &a.bootstrap)] {
+    for (flag, value) in [
+        ("--instance", &a.instance),
+        ("--bootstrap", &a.bootstrap),
+        ("--prune-wal", &a.prune_wal),
+    ] {
         if let Some(v) = value {
             hasteward_model::validate_name(flag, v).map_err(usage)?;
         }
     }
-    if a.instance.is_some() && a.bootstrap.is_some() {
+    let modes = [&a.instance, &a.bootstrap, &a.prune_wal]
+        .iter()
+        .filter(|m| m.is_some())
+        .count();
+    if modes > 1 {
         return Err(usage(
-            "--instance and --bootstrap are separate operations: pass one",
+            "--instance, --bootstrap and --prune-wal are separate operations: pass one",
         ));
     }
     let kube = crate::targets::kube(cli).await?;
@@ -91,6 +99,7 @@ async fn plan_and_run(
     let request = RepairRequest {
         instance: a.instance.clone(),
         bootstrap: a.bootstrap.clone(),
+        prune_wal: a.prune_wal.clone(),
         force: a.force,
         no_escrow: a.no_escrow,
         job: format!("repair-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")),
@@ -233,6 +242,23 @@ async fn execute(
                         .step(
                             "reseed",
                             hasteward_engines::repair::cnpg_reseed(kube, &reseed, cancel),
+                        )
+                        .await?;
+                    report_done(rep, &t.instance, &log, &note);
+                }
+                Remediation::PruneWal => {
+                    let relief = hasteward_engines::repair::CnpgPruneWal {
+                        namespace: a.target.namespace.clone(),
+                        cluster: a.target.cluster.clone(),
+                        instance: t.instance.clone(),
+                        keep_fenced: t.keep_fenced,
+                        force: a.force,
+                        timeout: Duration::from_secs(a.heal_timeout),
+                    };
+                    let (log, note) = rep
+                        .step(
+                            "prune-wal",
+                            hasteward_engines::repair::cnpg_prune_wal(kube, &relief, cancel),
                         )
                         .await?;
                     report_done(rep, &t.instance, &log, &note);

@@ -284,6 +284,7 @@ impl<'k> Operation<'k> {
             Err(_) => Ending::Failed,
         };
         let changed = !self.journal.lock().expect("journal").is_empty();
+        let destructive = *self.destructive.lock().expect("destructive");
         let (undo_errors, kept) = self.undo(ending).await;
         let mut note = kept.join("; ");
         if !undo_errors.is_empty() {
@@ -301,6 +302,13 @@ impl<'k> Operation<'k> {
                 "the repair's work succeeded, but {note}"
             ))),
             Err(e) if !changed => Err(e),
+            // A gate checked midway (nothing destroyed, everything put back) is still a refusal.
+            Err(Error::Refused(m)) if !destructive && undo_errors.is_empty() => {
+                Err(Error::Refused(join(
+                    &m,
+                    "nothing was changed (what this run had changed is put back)",
+                )))
+            }
             Err(Error::RepairCancelled(m)) => Err(Error::RepairCancelled(join(&m, &note))),
             Err(e) => Err(Error::RepairFailed(join(&e.to_string(), &note))),
         }

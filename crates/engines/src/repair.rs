@@ -160,6 +160,177 @@ pub async fn cnpg_reseed(
     Ok((log, note))
 }
 
+/// What a WAL relief needs.
+#[derive(Debug, Clone)]
+pub struct CnpgPruneWal {
+    /// Namespace.
+    pub namespace: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// The instance whose volume is full.
+    pub instance: String,
+    /// Leave it fenced afterwards (it is not the operator's primary).
+    pub keep_fenced: bool,
+    /// Remove unarchived segments and WAL that lagging replicas need (`--force`).
+    pub force: bool,
+    /// How long each helper and wait may take.
+    pub timeout: Duration,
+}
+
+/// Frees a full volume whose server cannot start by removing the WAL its recovery does not
+/// need ([`hasteward_triage::cnpg::walrelief`]):
+/// 1. read each Ready replica's replay position (before anything changes);
+/// 2. fence the instance, turn reconciliation off, delete its pod;
+/// 3. a read-only helper on the volume reports `pg_controldata`, `pg_wal` and archive status;
+///    the selection is decided (and may refuse: nothing removed, everything put back);
+/// 4. a second helper removes the selected segments;
+/// 5. reconciliation on, the fence removed (kept when `keep_fenced`, or after a failure
+///    midway), and the instance waited for.
+pub async fn cnpg_prune_wal(
+    kube: &Kube,
+    w: &CnpgPruneWal,
+    cancel: &CancellationToken,
+) -> Result<(String, String)> {
+    use hasteward_triage::cnpg::walrelief;
+    let cluster = kube.cnpg_cluster(&w.namespace, &w.cluster).await?;
+    crate::fenced::require_reconciliation_on(&cluster)?;
+    let image = cluster.image_name.clone().ok_or_else(|| {
+        Error::Refused(format!(
+            "Cluster {}/{} has no spec.imageName for the WAL relief helper pods",
+            w.namespace, w.cluster
+        ))
+    })?;
+    let replicas = replica_positions(kube, &w.namespace, &cluster, &w.instance).await?;
+    let node = kube
+        .pod(&w.namespace, &w.instance)
+        .await
+        .ok()
+        .and_then(|p| p.spec.and_then(|s| s.node_name));
+    let helper = |prefix: &str, purpose: &str, script: &str| HelperSpec {
+        node_name: node.clone(),
+        owner: cluster.owner_reference(),
+        run_as: Some((26, 26)),
+        labels: [("cnpg.io/cluster".to_string(), w.cluster.clone())].into(),
+        ..HelperSpec::shell(
+            &w.namespace,
+            format!("{}-{prefix}", w.instance),
+            purpose,
+            image.clone(),
+            script,
+            (w.instance.clone(), "/var/lib/postgresql/data"),
+            w.timeout,
+        )
+    };
+    let keep = if w.keep_fenced {
+        KeepFence::Always
+    } else {
+        KeepFence::AfterDestructiveFailure
+    };
+    let op = Operation::new(kube, cancel.clone());
+    let (log, note) = op
+        .run(async {
+            op.fence_cnpg_instance(&w.namespace, &w.cluster, &w.instance, keep)
+                .await?;
+            op.disable_reconciliation(&cluster).await?;
+            free_volume(&op, kube, &w.namespace, &w.instance, w.timeout).await?;
+            let mut reader = helper("walscan", "wal-scan", walrelief::LISTING_SCRIPT);
+            if let Some(v) = reader.volume.as_mut() {
+                v.2 = true;
+            }
+            let listing = op
+                .helper(&reader, w.timeout, "the WAL listing helper")
+                .await?;
+            let listing = walrelief::parse_listing(&listing).map_err(|e| {
+                Error::RepairFailed(format!("the WAL listing helper's output: {e}"))
+            })?;
+            let selection = walrelief::select(&listing, &replicas, w.force)
+                .map_err(|r| Error::Refused(format!("{} [{}]", r.message, r.gate)))?;
+            let mut pruner = helper("walprune", "wal-prune", walrelief::PRUNE_SCRIPT);
+            pruner.env.push(("CUTOFF".into(), selection.cutoff.clone()));
+            op.destructive_from_here();
+            let removed = op
+                .helper(&pruner, w.timeout, "the WAL relief helper")
+                .await?;
+            let mut log = format!(
+                "cluster state {}; {} segments before {} ({} MiB) selected\n{}",
+                listing.cluster_state,
+                selection.remove.len(),
+                selection.cutoff,
+                selection.bytes / (1024 * 1024),
+                removed.trim()
+            );
+            if !selection.not_archived.is_empty() {
+                log.push_str(&format!(
+                    "\n--force: {} segments were not archived yet: take a new base backup",
+                    selection.not_archived.len()
+                ));
+            }
+            if !selection.replicas_behind.is_empty() {
+                log.push_str(&format!(
+                    "\n--force: replicas behind the REDO point need a reseed: {}",
+                    selection.replicas_behind.join(", ")
+                ));
+            }
+            Ok(log)
+        })
+        .await?;
+    if !w.keep_fenced {
+        op.cancellable("waiting for the relieved instance", async {
+            kube.wait_pod_ready(&w.namespace, &w.instance, "postgres", None, w.timeout)
+                .await
+                .map_err(|e| failed(e.into()))
+        })
+        .await?;
+    }
+    Ok((log, note))
+}
+
+/// Each Ready replica's `pg_last_wal_replay_lsn()` (other than `except`). A Ready replica whose
+/// position cannot be read stops the relief before anything changes.
+async fn replica_positions(
+    kube: &Kube,
+    namespace: &str,
+    cluster: &hasteward_k8s::CnpgCluster,
+    except: &str,
+) -> Result<Vec<hasteward_triage::cnpg::walrelief::ReplicaPosition>> {
+    use hasteward_triage::Observed;
+    let pods = kube
+        .pods(namespace, &format!("cnpg.io/cluster={}", cluster.name))
+        .await?;
+    let mut out = Vec::new();
+    for pod in pods {
+        let Some(name) = pod.metadata.name.clone() else {
+            continue;
+        };
+        let instance = cluster.instance_names.contains(&name)
+            || crate::triage::is_instance_pod(&pod, &cluster.name, "cnpg.io/podRole");
+        if name == except
+            || !instance
+            || hasteward_k8s::container_ready(&pod, "postgres") != Some(true)
+        {
+            continue;
+        }
+        let runner = hasteward_k8s::PodRunner::new(kube, namespace, &name, "postgres");
+        let sql = "SELECT pg_last_wal_replay_lsn()";
+        match crate::triage::observe(&runner, crate::triage::cnpg::psql(sql)).await {
+            Observed::Output(o) if !o.trim().is_empty() => {
+                out.push(hasteward_triage::cnpg::walrelief::ReplicaPosition {
+                    name,
+                    replay_lsn: o.trim().to_string(),
+                })
+            }
+            // A Ready primary (a failover happened) replays nothing: it is not a replica.
+            Observed::Output(_) => {}
+            other => {
+                return Err(Error::Refused(format!(
+                    "the replay position of the Ready replica {name} could not be read ({other:?}): nothing was changed; run again once it can be"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Deletes `pod` (if present) and waits until it is gone, then checks that nothing recreated it:
 /// its volume must be free before a helper touches it.
 async fn free_volume(

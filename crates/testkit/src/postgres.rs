@@ -333,6 +333,15 @@ impl Postgres {
         assert!(!self.running, "testkit: PostgreSQL did not shut down");
     }
 
+    /// Starts this shut-down server again on its data directory, as it is now.
+    pub fn start_again(&mut self) {
+        assert!(
+            !self.running,
+            "testkit: start_again needs a shut-down server"
+        );
+        self.start_server();
+    }
+
     /// Rewinds this shut-down server onto `source`'s timeline with `pg_rewind`, makes it a
     /// streaming replica of `source` (reporting `name` as its `application_name`) and starts it:
     /// what a CNPG operator does with a former primary after a failover.

@@ -15,6 +15,14 @@
 //! | `all-down` (Galera) | no Primary component: healing needs a running donor | never; use `--bootstrap` |
 //! | `bootstrap-not-all-down` (Galera) | `--bootstrap` while a Primary component exists | never |
 //! | `bootstrap-not-most-advanced` (Galera) | `--bootstrap NODE` is not the provable most advanced node | never |
+//! | `wal-relief-cnpg-only` | `--prune-wal` on another engine | never |
+//! | `wal-relief-target-running` | the `--prune-wal` instance runs (it recycles its own WAL) | never |
+//! | `wal-relief-not-authority` | the `--prune-wal` instance is neither the primary nor the authority | only when the cluster is diverged (the instance then stays fenced) |
+//! | `wal-relief-no-disk-pressure` | triage saw no full or nearly full volume on it | yes |
+//!
+//! WAL relief also has gates only the volume can answer, checked at execution before anything
+//! is removed (`hasteward_triage::cnpg::walrelief`): `wal-relief-nothing-to-remove`,
+//! `wal-relief-not-archived` and `wal-relief-replicas-behind` (the last two yield to `--force`).
 
 use serde::Serialize;
 
@@ -27,6 +35,9 @@ pub struct RepairRequest {
     pub instance: Option<String>,
     /// Galera: bootstrap the cluster from this node after a total outage (`--bootstrap`).
     pub bootstrap: Option<String>,
+    /// CNPG: remove the WAL before the last checkpoint from this instance's full volume
+    /// (`--prune-wal`).
+    pub prune_wal: Option<String>,
     /// Override the gates that allow it (`--force`).
     pub force: bool,
     /// Skip the escrow backup (`--no-escrow`; loud).
@@ -46,6 +57,9 @@ pub enum Remediation {
     Reseed,
     /// Galera: start a new Primary component from this node's data.
     Bootstrap,
+    /// CNPG: remove the WAL segments before the last checkpoint's REDO point from a full volume
+    /// whose server cannot start.
+    PruneWal,
 }
 
 /// One instance the plan acts on.
@@ -60,6 +74,8 @@ pub struct PlanTarget {
     pub remediation: Remediation,
     /// Why (from the triage).
     pub why: String,
+    /// Whether the instance stays fenced afterwards on purpose.
+    pub keep_fenced: bool,
 }
 
 /// A backup taken before anything destructive.
@@ -157,7 +173,9 @@ pub fn plan(report: &Report, request: &RepairRequest) -> RepairPlan {
         refusals: Vec::new(),
         warnings: Vec::new(),
     };
-    if let Some(node) = &request.bootstrap {
+    if let Some(node) = &request.prune_wal {
+        plan_prune_wal(report, node, request, &mut plan);
+    } else if let Some(node) = &request.bootstrap {
         plan_bootstrap(report, node, &mut plan);
     } else {
         plan_heal(report, request, &mut plan);
@@ -384,6 +402,7 @@ fn plan_bootstrap(report: &Report, node: &str, plan: &mut RepairPlan) {
                 ordinal: inst.and_then(|i| i.ordinal),
                 remediation: Remediation::Bootstrap,
                 why: "the most advanced node: every committed transaction is on it".into(),
+                keep_fenced: false,
             });
         }
         Authority::Provable { leader } => refuse(
@@ -401,12 +420,93 @@ fn plan_bootstrap(report: &Report, node: &str, plan: &mut RepairPlan) {
     }
 }
 
+fn plan_prune_wal(report: &Report, node: &str, request: &RepairRequest, plan: &mut RepairPlan) {
+    if report.engine != "cnpg" {
+        refuse(
+            plan,
+            "wal-relief-cnpg-only",
+            "--prune-wal is for -e cnpg (PostgreSQL WAL on a full volume)".into(),
+            false,
+        );
+        return;
+    }
+    let Some(inst) = report.instances.iter().find(|i| i.name == node) else {
+        let known: Vec<&str> = report.instances.iter().map(|i| i.name.as_str()).collect();
+        refuse(
+            plan,
+            "target-unknown",
+            format!(
+                "--prune-wal {node} is not an instance of this cluster (instances: {})",
+                known.join(", ")
+            ),
+            false,
+        );
+        return;
+    };
+    if matches!(inst.state, InstanceState::Healthy | InstanceState::Lagging) {
+        refuse(
+            plan,
+            "wal-relief-target-running",
+            format!("{node} is running: a running server recycles its own WAL at each checkpoint, and its files are not removed under it. If its volume is filling, look at replication slots and archiving (triage lists them) or grow the volume; no flag overrides this"),
+            false,
+        );
+        return;
+    }
+    let is_primary = primary_of(report) == Some(node);
+    let is_leader = match &report.authority {
+        Authority::Provable { leader } | Authority::LeaderNotPrimary { leader, .. } => {
+            leader == node
+        }
+        _ => false,
+    };
+    if !is_primary && !is_leader {
+        let allowed = report.verdict == Verdict::Diverged && request.force;
+        if !allowed {
+            refuse(
+                plan,
+                "wal-relief-not-authority",
+                format!("{node} is neither the primary nor the instance whose data counts: rebuild it from the primary instead (hasteward repair -e cnpg -c {} -n {} --instance {node} --dry-run). When the cluster is diverged, --force relieves it anyway and leaves it fenced", report.cluster, report.namespace),
+                report.verdict == Verdict::Diverged,
+            );
+            return;
+        }
+    }
+    let pressure = inst
+        .disk_percent
+        .is_some_and(|p| p >= crate::cnpg::DISK_LOW_PERCENT)
+        || report.diagnoses.iter().any(|d| {
+            (d.code == "cnpg-disk-full" || d.code == "cnpg-disk-low")
+                && d.instance.as_deref() == Some(node)
+        });
+    if !pressure && !request.force {
+        refuse(
+            plan,
+            "wal-relief-no-disk-pressure",
+            format!("triage saw no full or nearly full volume on {node} (no disk-full crash in its log, no usage reading at or above {:.0}%): WAL relief would not be what keeps it down. Pass --force if you know its volume is full", crate::cnpg::DISK_LOW_PERCENT),
+            true,
+        );
+        return;
+    }
+    let keep_fenced = !is_primary;
+    if keep_fenced {
+        plan.warnings.push(format!("{node} is not the operator's primary: it stays fenced afterwards, so CloudNativePG cannot rewind it onto the current primary. Decide which side to keep, then lift the fence"));
+    }
+    plan.targets.push(PlanTarget {
+        instance: node.to_string(),
+        ordinal: inst.ordinal,
+        remediation: Remediation::PruneWal,
+        why: "its volume is full and its server cannot start; the WAL before the last checkpoint is not needed for its recovery".into(),
+        keep_fenced,
+    });
+}
+
 fn target(inst: &crate::InstanceAssessment, remediation: Remediation) -> PlanTarget {
     PlanTarget {
         instance: inst.name.clone(),
         ordinal: inst.ordinal,
         remediation,
         why: inst.advice.clone(),
+        keep_fenced: false,
     }
 }
 
@@ -422,6 +522,15 @@ fn state_word(state: InstanceState) -> &'static str {
 }
 
 fn plan_escrow(report: &Report, request: &RepairRequest, plan: &mut RepairPlan) {
+    // WAL relief: the instance's server cannot start, so there is nothing to dump; it removes
+    // only WAL its recovery does not need (the rest is gated at execution).
+    if plan
+        .targets
+        .iter()
+        .all(|t| t.remediation == Remediation::PruneWal)
+    {
+        return;
+    }
     // A bootstrap destroys nothing (it starts from the most advanced data; the others catch up
     // from it) and there is no running server to dump then.
     let destructive = plan
@@ -529,6 +638,34 @@ fn cnpg_steps(plan: &RepairPlan) -> Vec<PlanStep> {
                     false,
                 ));
             }
+            Remediation::PruneWal => {
+                let cr = format!("Cluster {ns}/{cluster}");
+                let pvc = format!("PersistentVolumeClaim {ns}/{}", t.instance);
+                steps.push(step("fence.add", cr.clone(), format!("add {} to cnpg.io/fencedInstances (read-modify-write with resourceVersion; other fences kept)", t.instance), true, false));
+                steps.push(step("reconciliation.disable", cr.clone(), "cnpg.io/reconciliationLoop: disabled, so the operator does not recreate the pod and race for the PVC".into(), true, false));
+                steps.push(step(
+                    "pod.delete",
+                    pod.clone(),
+                    format!("delete {} to free its PVC", t.instance),
+                    true,
+                    false,
+                ));
+                steps.push(step("helper.run", pvc.clone(), "read-only helper pod on the volume: pg_controldata (the last checkpoint's REDO WAL file), the pg_wal and archive_status listings, free space".into(), true, false));
+                steps.push(step("replicas.read", format!("Cluster {ns}/{cluster}"), "each Ready replica's pg_last_wal_replay_lsn(): a replica behind the REDO point still needs that WAL (refused unless --force)".into(), false, false));
+                steps.push(step("helper.run", pvc, "helper pod on the volume: remove the whole WAL segments that sort before the REDO WAL file, and their archive status files; history, .partial and .backup files and everything from REDO on are kept. Segments not archived yet are refused unless --force".into(), true, true));
+                steps.push(step(
+                    "reconciliation.enable",
+                    cr.clone(),
+                    "remove cnpg.io/reconciliationLoop (on every path)".into(),
+                    true,
+                    false,
+                ));
+                if t.keep_fenced {
+                    steps.push(step("fence.keep", cr, format!("{} stays fenced on purpose (not the operator's primary: CloudNativePG must not rewind it)", t.instance), false, false));
+                    continue;
+                }
+                steps.push(step("fence.remove", cr, format!("remove {} from cnpg.io/fencedInstances (only the fence this run added; left in place, with a message, if the removal failed midway)", t.instance), true, false));
+            }
             Remediation::Reseed | Remediation::Bootstrap => {
                 let cr = format!("Cluster {ns}/{cluster}");
                 steps.push(step("fence.add", cr.clone(), format!("add {} to cnpg.io/fencedInstances (read-modify-write with resourceVersion; other fences kept)", t.instance), true, false));
@@ -592,55 +729,80 @@ fn galera_steps(plan: &RepairPlan) -> Vec<PlanStep> {
         false,
     )];
     steps.extend(escrow_steps(plan, ns, "mariadb-dump"));
-    steps.push(step(
-        "cr.suspend",
-        cr.clone(),
-        "spec.suspend: true, so mariadb-operator does not act meanwhile (resumed on every path)"
-            .into(),
-        true,
-        false,
-    ));
+    let sts = format!("StatefulSet {ns}/{cluster}");
+    let suspend = || {
+        step("cr.suspend", cr.clone(), "spec.suspend: true, so mariadb-operator does not act meanwhile (resumed on every path; refused if someone else suspended it)".into(), true, false)
+    };
+    let resume = || {
+        step(
+            "cr.resume",
+            cr.clone(),
+            "spec.suspend: false".into(),
+            true,
+            false,
+        )
+    };
     for t in &plan.targets {
         let pvc = format!("PersistentVolumeClaim {ns}/storage-{}", t.instance);
-        match t.remediation {
-            Remediation::Restart => steps.push(step(
-                "pod.delete",
+        let wait = |what: &str| {
+            step(
+                "wait.ready",
                 format!("Pod {ns}/{}", t.instance),
-                format!("delete {}; the StatefulSet recreates it and it rejoins by IST/SST (nothing is destroyed)", t.instance),
-                true,
+                format!("wait (--heal-timeout) until {what} Ready and Synced"),
                 false,
-            )),
-            Remediation::Reseed => {
-                steps.push(step("statefulset.orphan", format!("StatefulSet {ns}/{cluster}"), "delete the StatefulSet with propagationPolicy Orphan: the other pods keep serving and nothing recreates this one (recreated from the saved copy on every path)".into(), true, false));
-                steps.push(step("pod.delete", format!("Pod {ns}/{}", t.instance), format!("delete {} to free its volume", t.instance), true, false));
+                false,
+            )
+        };
+        match t.remediation {
+            Remediation::Restart => {
+                steps.push(step(
+                    "pod.delete",
+                    format!("Pod {ns}/{}", t.instance),
+                    format!("delete {}; the StatefulSet recreates it and it rejoins by IST/SST (nothing is destroyed)", t.instance),
+                    true,
+                    false,
+                ));
+                steps.push(wait(&format!("{} is", t.instance)));
+            }
+            Remediation::Reseed | Remediation::PruneWal => {
+                steps.push(suspend());
+                steps.push(step("statefulset.orphan", sts.clone(), "delete the StatefulSet with propagationPolicy Orphan: the other pods keep serving and nothing recreates this one (recreated from the saved copy on every path)".into(), true, false));
+                steps.push(step(
+                    "pod.delete",
+                    format!("Pod {ns}/{}", t.instance),
+                    format!("delete {} to free its volume", t.instance),
+                    true,
+                    false,
+                ));
                 steps.push(step("helper.run", pvc, format!("helper pod on the volume: keep grastate.dat as grastate.dat.pre-heal, reset it (seqno -1, safe_to_bootstrap 0) and move galera.cache aside, so {} rejoins by SST from a Synced node", t.instance), true, true));
-                steps.push(step("statefulset.recreate", format!("StatefulSet {ns}/{cluster}"), "create the StatefulSet again from the saved copy: it adopts the running pods and recreates this one".into(), true, false));
+                steps.push(step("statefulset.recreate", sts.clone(), "create the StatefulSet again from the saved copy: it adopts the running pods and recreates this one".into(), true, false));
+                steps.push(resume());
+                steps.push(wait(&format!("{} is", t.instance)));
             }
             Remediation::Bootstrap => {
-                steps.push(step("statefulset.scale", format!("StatefulSet {ns}/{cluster}"), "scale to 0 and wait until every pod is gone (the scale is restored on every path)".into(), true, false));
-                steps.push(step("helper.run", pvc, format!("on every node's volume: keep grastate.dat as grastate.dat.pre-bootstrap; safe_to_bootstrap: 1 on {}, 0 on the others", t.instance), true, false));
-                steps.push(step("cr.patch", cr.clone(), format!("spec.galera.recovery.forceClusterBootstrapInPod: {} (removed afterwards)", t.instance), true, false));
-                steps.push(step("statefulset.scale", format!("StatefulSet {ns}/{cluster}"), "scale back to the original replicas".into(), true, false));
+                steps.push(suspend());
+                steps.push(step("statefulset.scale", sts.clone(), "scale to 0 and wait until every pod is gone (the scale is restored on every path)".into(), true, false));
+                steps.push(step("helper.run", pvc, format!("on every node's volume: keep a copy of grastate.dat; safe_to_bootstrap: 1 on {}, 0 on the others (every copy written back if the bootstrap fails before the cluster starts)", t.instance), true, false));
+                steps.push(step("cr.patch", cr.clone(), format!("spec.galera.recovery.forceClusterBootstrapInPod: {} (removed afterwards, on every path)", t.instance), true, false));
+                steps.push(step(
+                    "statefulset.scale",
+                    sts.clone(),
+                    "scale back to the original replicas".into(),
+                    true,
+                    false,
+                ));
+                steps.push(resume());
+                steps.push(wait("every node is"));
+                steps.push(step(
+                    "cr.patch",
+                    cr.clone(),
+                    "remove spec.galera.recovery.forceClusterBootstrapInPod".into(),
+                    true,
+                    false,
+                ));
             }
         }
-        steps.push(step(
-            "wait.ready",
-            format!("Pod {ns}/{}", t.instance),
-            format!(
-                "wait (--heal-timeout) until {} is Ready and Synced",
-                t.instance
-            ),
-            false,
-            false,
-        ));
     }
-    steps.push(step(
-        "cr.resume",
-        cr.clone(),
-        "spec.suspend: false".into(),
-        true,
-        false,
-    ));
     steps.push(step(
         "lease.release",
         lease,
@@ -926,6 +1088,7 @@ mod tests {
             summary: "Every node is down".into(),
             details: vec![],
             remedy: None,
+            instance: None,
         });
         r
     }
@@ -1022,6 +1185,143 @@ mod tests {
         assert!(p2.executable(), "{p2:?}");
         assert_eq!(p2.targets[0].ordinal, Some(0));
     }
+
+    fn disk_full_primary() -> Report {
+        let mut r = report(
+            "cnpg",
+            Verdict::Undeterminable,
+            Authority::Undeterminable {
+                blockers: vec!["pg-1 unread".into()],
+            },
+            vec![
+                inst("pg-1", Role::Primary, InstanceState::Unknown),
+                inst("pg-2", Role::Replica, InstanceState::Healthy),
+            ],
+        );
+        r.operator_primary = Some("pg-1".into());
+        r.diagnoses.push(Diagnosis {
+            code: "cnpg-disk-full".into(),
+            severity: Severity::Critical,
+            summary: "pg-1's volume is full".into(),
+            details: vec!["No space left on device".into()],
+            remedy: None,
+            instance: Some("pg-1".into()),
+        });
+        r
+    }
+
+    fn relieve(node: &str, force: bool) -> RepairRequest {
+        RepairRequest {
+            prune_wal: Some(node.into()),
+            force,
+            ..RepairRequest::default()
+        }
+    }
+
+    #[test]
+    fn wal_relief_of_a_full_primary_that_cannot_be_read_is_planned_without_escrow() {
+        let p = plan(&disk_full_primary(), &relieve("pg-1", false));
+        assert!(p.executable(), "{p:?}");
+        assert_eq!(p.targets[0].remediation, Remediation::PruneWal);
+        assert!(!p.targets[0].keep_fenced);
+        assert!(p.escrow.is_empty(), "its server is down: nothing to dump");
+        assert_eq!(
+            actions(&p),
+            vec![
+                "lease.acquire",
+                "fence.add",
+                "reconciliation.disable",
+                "pod.delete",
+                "helper.run",
+                "replicas.read",
+                "helper.run",
+                "reconciliation.enable",
+                "fence.remove",
+                "wait.ready",
+                "lease.release",
+                "triage"
+            ]
+        );
+        let destructive: Vec<&PlanStep> = p.steps.iter().filter(|s| s.destructive).collect();
+        assert_eq!(destructive.len(), 1);
+        assert!(destructive[0].detail.contains("before the REDO WAL file"));
+    }
+
+    #[test]
+    fn wal_relief_gates() {
+        // A running instance manages its own WAL.
+        let p = plan(&disk_full_primary(), &relieve("pg-2", true));
+        assert_eq!(p.refusals[0].gate, "wal-relief-target-running");
+        // A down replica is rebuilt, not relieved.
+        let mut r = disk_full_primary();
+        r.instances[1].state = InstanceState::NeedsReseed;
+        let p = plan(&r, &relieve("pg-2", true));
+        assert_eq!(p.refusals[0].gate, "wal-relief-not-authority");
+        assert!(!p.refusals[0].overridable);
+        // ... unless the cluster is diverged and --force is given: then it stays fenced.
+        r.verdict = Verdict::Diverged;
+        let p = plan(&r, &relieve("pg-2", false));
+        assert!(p.refusals[0].overridable);
+        r.diagnoses[0].instance = Some("pg-2".into());
+        let p = plan(&r, &relieve("pg-2", true));
+        assert!(p.executable(), "{p:?}");
+        assert!(p.targets[0].keep_fenced);
+        assert!(actions(&p).contains(&"fence.keep"));
+        assert!(!actions(&p).contains(&"wait.ready"));
+        assert!(p.warnings[0].contains("stays fenced"));
+        // No sign of a full volume: refused unless forced.
+        let mut r = disk_full_primary();
+        r.diagnoses.clear();
+        let p = plan(&r, &relieve("pg-1", false));
+        assert_eq!(p.refusals[0].gate, "wal-relief-no-disk-pressure");
+        assert!(plan(&r, &relieve("pg-1", true)).executable());
+        r.instances[0].disk_percent = Some(97.0);
+        assert!(plan(&r, &relieve("pg-1", false)).executable());
+        // Unknown instance; wrong engine.
+        assert_eq!(
+            plan(&r, &relieve("pg-9", true)).refusals[0].gate,
+            "target-unknown"
+        );
+        r.engine = "galera".into();
+        assert_eq!(
+            plan(&r, &relieve("pg-1", true)).refusals[0].gate,
+            "wal-relief-cnpg-only"
+        );
+    }
+
+    #[test]
+    fn galera_steps_suspend_and_resume_around_each_reseed_as_executed() {
+        let r = report(
+            "galera",
+            Verdict::Unhealthy,
+            Authority::Provable {
+                leader: "galera-0".into(),
+            },
+            vec![
+                inst("galera-0", Role::Node, InstanceState::Healthy),
+                inst("galera-1", Role::Node, InstanceState::NeedsRestart),
+                inst("galera-2", Role::Node, InstanceState::NeedsReseed),
+            ],
+        );
+        let p = plan(&r, &RepairRequest::default());
+        let a = actions(&p);
+        let restart = a.iter().position(|x| *x == "pod.delete").unwrap();
+        let suspend = a.iter().position(|x| *x == "cr.suspend").unwrap();
+        assert!(restart < suspend, "a restart needs no suspension: {a:?}");
+        let from_suspend: Vec<&str> = a[suspend..].to_vec();
+        assert_eq!(
+            &from_suspend[..7],
+            &[
+                "cr.suspend",
+                "statefulset.orphan",
+                "pod.delete",
+                "helper.run",
+                "statefulset.recreate",
+                "cr.resume",
+                "wait.ready"
+            ]
+        );
+    }
 }
 
 #[cfg(test)]
@@ -1111,6 +1411,7 @@ pub fn render_plan_text(plan: &RepairPlan) -> String {
                 Remediation::Restart => "restart",
                 Remediation::Reseed => "reseed",
                 Remediation::Bootstrap => "bootstrap",
+                Remediation::PruneWal => "prune WAL",
             };
             let _ = writeln!(out, "  {} → {remediation}: {}", t.instance, t.why);
         }

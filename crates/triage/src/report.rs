@@ -187,6 +187,9 @@ pub struct Diagnosis {
     pub details: Vec<String>,
     /// The command to run (a hasteward command line), if any.
     pub remedy: Option<String>,
+    /// The instance it is about, when it is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 /// What a triage concludes. `facts` is the engine's facts struct, serialized in full.

@@ -186,6 +186,7 @@ mod tests {
                 summary: "pg-2 is on timeline 1".into(),
                 details: vec!["the primary is on timeline 2".into()],
                 remedy: Some("hasteward repair …".into()),
+                instance: Some("pg-2".into()),
             }],
             next_command: Some("hasteward repair …".into()),
             facts: serde_json::Value::Null,

@@ -100,7 +100,7 @@ pub async fn collect(kube: &Kube, namespace: &str, name: &str) -> Result<CnpgInp
 }
 
 /// `psql … -c SQL` in the container.
-fn psql(sql: &str) -> CommandSpec {
+pub(crate) fn psql(sql: &str) -> CommandSpec {
     CommandSpec::new(analysis::PSQL_ARGV[0])
         .args(&analysis::PSQL_ARGV[1..])
         .arg(sql)

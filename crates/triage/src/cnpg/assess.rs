@@ -131,6 +131,7 @@ fn assess(
         summary: f.summary,
         details: f.details,
         remedy: judgement.remedy.clone(),
+        instance: Some(instance.name.clone()),
     });
     let assessment = InstanceAssessment {
         name: instance.name.clone(),

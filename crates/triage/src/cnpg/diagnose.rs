@@ -17,6 +17,7 @@ fn diagnosis(code: &str, severity: Severity, summary: String) -> Diagnosis {
         summary,
         details: Vec::new(),
         remedy: None,
+        instance: None,
     }
 }
 
@@ -122,6 +123,8 @@ fn crash_diagnoses(ctx: &Context) -> Vec<Diagnosis> {
             );
             d.details = found.disk_full.clone();
             d.details.extend(wal_detail(instance.wal_bytes));
+            d.instance = Some(name.clone());
+            d.remedy = wal_relief_remedy(ctx, name).or_else(|| instance_remedy(ctx, name));
             out.push(d);
         }
     }
@@ -138,6 +141,17 @@ fn instance_remedy(ctx: &Context, name: &str) -> Option<String> {
     } else {
         None
     }
+}
+
+/// WAL relief for the operator's primary (the instance whose data counts) when it is full.
+fn wal_relief_remedy(ctx: &Context, name: &str) -> Option<String> {
+    let cluster = &ctx.input.cluster;
+    (cluster.current_primary.as_deref() == Some(name)).then(|| {
+        format!(
+            "hasteward repair -e cnpg -c {} -n {} --prune-wal {name} --dry-run",
+            cluster.name, cluster.namespace
+        )
+    })
 }
 
 fn wal_detail(wal_bytes: Option<u64>) -> Option<String> {
@@ -159,6 +173,7 @@ fn disk_diagnoses(ctx: &Context) -> Vec<Diagnosis> {
                 ),
             );
             d.details.extend(wal_detail(instance.wal_bytes));
+            d.instance = Some(instance.name.clone());
             Some(d)
         })
         .collect()

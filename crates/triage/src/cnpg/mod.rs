@@ -54,6 +54,7 @@ pub mod lineage;
 mod parse;
 #[cfg(test)]
 mod tests;
+pub mod walrelief;
 
 pub use assess::{slot_of, DISK_LOW_PERCENT, LAG_THRESHOLD_BYTES};
 pub use authority::{decide_authority, AuthorityDecision};

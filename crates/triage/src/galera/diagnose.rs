@@ -51,6 +51,7 @@ fn diagnosis(
         summary,
         details,
         remedy,
+        instance: None,
     }
 }
 
