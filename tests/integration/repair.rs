@@ -545,3 +545,159 @@ fn a_bootstrap_that_fails_on_the_third_node_rolls_back_every_marker() {
         )
         .is_none());
 }
+
+/// Stand-in for CloudNativePG's pod handling: recreates pg-2's pod (Ready; its real server keeps
+/// running) whenever it is missing while reconciliation is on and it is not fenced.
+fn pod_recreator(url: String, pod: Value, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let api = SimHttp { url };
+        let cluster_path = format!("/apis/postgresql.cnpg.io/v1/namespaces/{NS}/clusters/pg");
+        let pod_path = format!("/api/v1/namespaces/{NS}/pods/pg-2");
+        while !stop.load(Ordering::SeqCst) {
+            let cluster = api.get(&cluster_path).unwrap_or(Value::Null);
+            let a = &cluster["metadata"]["annotations"];
+            let quiesced = a["cnpg.io/reconciliationLoop"] == "disabled"
+                || a["cnpg.io/fencedInstances"]
+                    .as_str()
+                    .is_some_and(|f| f.contains("pg-2"));
+            if !quiesced && !api.exists(&pod_path) {
+                api.recreate_pod(&pod, true);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+}
+
+#[test]
+fn a_cnpg_reseed_failing_at_any_mutating_request_puts_everything_back() {
+    let p = Postgres::start();
+    let r2 = p.start_replica_named("pg-2");
+    p.psql("postgres", "CREATE TABLE t AS SELECT 1 AS g");
+    p.wait_replica_caught_up(&r2);
+    r2.promote();
+    r2.psql("postgres", "INSERT INTO t VALUES (-1)");
+    p.psql("postgres", "INSERT INTO t VALUES (2)");
+    r2.psql("postgres", "CHECKPOINT");
+    p.psql("postgres", "CHECKPOINT");
+    let (sim, dir) = cnpg_sim("pg-1", &[("pg-1", &p), ("pg-2", &r2)]);
+    let mut cluster = sim
+        .get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")
+        .unwrap();
+    cluster["spec"]["imageName"] = json!("ghcr.io/cloudnative-pg/postgresql:15");
+    sim.put(cluster.clone());
+    // The helper's pg_basebackup really runs against the primary, into a scratch directory (pg-2
+    // keeps its diverged data, so every run plans the same reseed).
+    let scratch = tempfile::tempdir().unwrap();
+    sim.set_pod_run(hasteward_kubesim::PodRun {
+        namespace: NS.into(),
+        name_prefix: Some("pg-2-reseed".into()),
+        env: [
+            ("PGHOST".to_string(), "127.0.0.1".to_string()),
+            ("PGPORT".to_string(), p.port().to_string()),
+            ("PGUSER".to_string(), "postgres".to_string()),
+            ("PGPASSWORD".to_string(), p.password().to_string()),
+            ("PGSSLMODE".to_string(), "disable".to_string()),
+        ]
+        .into(),
+        path_prepend: vec![p.bin_dir().to_path_buf()],
+        mounts: [(PGDATA.to_string(), scratch.path().join("pgdata"))].into(),
+        ..hasteward_kubesim::PodRun::default()
+    });
+    let original_pod = sim.get("v1", "pods", Some(NS), "pg-2").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let recreator = pod_recreator(sim.url(), original_pod, stop.clone());
+    let args = repair_args(
+        dir.path(),
+        &["--instance", "pg-2", "--force", "--no-escrow"],
+    );
+    let reset = |sim: &Simulator| {
+        sim.put(cluster.clone());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sim.get("v1", "pods", Some(NS), "pg-2").is_none() {
+            assert!(Instant::now() < deadline, "pg-2's pod did not come back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // The undisturbed run: its mutating requests are the steps to break.
+    sim.clear_requests();
+    let (code, out, err) = run(&args, None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let steps: Vec<(String, String)> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.is_mutation())
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    let patches = steps
+        .iter()
+        .filter(|(m, p)| m == "PATCH" && p.ends_with("/clusters/pg"))
+        .count();
+    assert_eq!(patches, 4, "{steps:?}");
+
+    for (i, (method, path)) in steps.iter().enumerate() {
+        reset(&sim);
+        let nth = steps[..i]
+            .iter()
+            .filter(|(m, p)| m == method && p == path)
+            .count();
+        // A helper's name is unique per run: its deletion is matched by prefix.
+        let path = match path.find("/pods/pg-2-reseed-") {
+            Some(at) => format!("{}*", &path[..at + "/pods/pg-2-reseed-".len()]),
+            None => path.clone(),
+        };
+        sim.clear_requests();
+        sim.fail_request(hasteward_kubesim::RequestFault {
+            method: method.clone(),
+            path: path.clone(),
+            nth,
+            status: 500,
+        });
+        let (code, out, err) = run(&args, None);
+        sim.clear_faults();
+        let what = format!("fault on {method} {path} (#{nth}): exit {code}\n{out}\n{err}");
+        let a = annotations(&sim);
+        assert!(a.get("cnpg.io/reconciliationLoop").is_none(), "{what}\n{a}");
+        let fenced = a
+            .get("cnpg.io/fencedInstances")
+            .and_then(Value::as_str)
+            .filter(|f| *f != "[]");
+        let helper_created = sim.requests().iter().any(|r| {
+            r.method == "POST"
+                && r.path.ends_with("/pods")
+                && r.status < 300
+                && r.body
+                    .as_deref()
+                    .is_some_and(|b| b.contains("pg-2-reseed-"))
+        });
+        if let Some(f) = fenced {
+            // Only a deliberate fence, after the helper existed, and said so.
+            assert!(helper_created, "{what}");
+            assert_eq!(f, "[\"pg-2\"]", "{what}");
+            assert_ne!(code, 0, "{what}");
+            assert!(out.contains("stays fenced on purpose"), "{what}");
+        }
+        assert!(
+            sim.get("coordination.k8s.io/v1", "leases", Some(NS), "hasteward-pg")
+                .is_none(),
+            "{what}"
+        );
+        let helpers_left: Vec<String> = sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/pods") && r.status < 300)
+            .filter_map(|r| serde_json::from_str::<Value>(r.body.as_deref()?).ok())
+            .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+            .filter(|n| n.starts_with("pg-2-reseed-"))
+            .filter(|n| sim.get("v1", "pods", Some(NS), n).is_some())
+            .collect();
+        assert!(helpers_left.is_empty(), "{what}\n{helpers_left:?}");
+        if code != 0 {
+            let env = envelope(&out);
+            assert!(env["errors"][0]["message"].as_str().is_some(), "{what}");
+        }
+        eprintln!("fault {i}: {method} {path} #{nth} -> exit {code}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    recreator.join().unwrap();
+}

@@ -115,16 +115,9 @@ impl<'k> Operation<'k> {
         self.journal.lock().expect("journal").push(change);
     }
 
-    fn forget_helper(&self, pod: &str) {
-        self.journal
-            .lock()
-            .expect("journal")
-            .retain(|c| !matches!(c, Change::Helper { name, .. } if name == pod));
-    }
-
     /// Marks the start of the destructive step (fences with
     /// [`KeepFence::AfterDestructiveFailure`] stay if anything goes wrong from here).
-    pub fn destructive_from_here(&self) {
+    fn destructive_from_here(&self) {
         *self.destructive.lock().expect("destructive") = true;
     }
 
@@ -236,18 +229,46 @@ impl<'k> Operation<'k> {
         });
     }
 
-    /// Runs a helper pod to completion (deleted on every path, also when cancelled); its log on
-    /// success, a failed repair with the log's tail otherwise.
+    /// Runs a read-only helper pod to completion (deleted on every path, also when cancelled);
+    /// its log on success, a failed repair with the log's tail otherwise.
     pub async fn helper(&self, spec: &HelperSpec, timeout: Duration, what: &str) -> Result<String> {
+        self.run_helper(spec, timeout, what, false).await
+    }
+
+    /// [`Operation::helper`] for the helper that destroys data: once it exists, fences with
+    /// [`KeepFence::AfterDestructiveFailure`] stay if anything goes wrong.
+    pub async fn destructive_helper(
+        &self,
+        spec: &HelperSpec,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<String> {
+        self.run_helper(spec, timeout, what, true).await
+    }
+
+    async fn run_helper(
+        &self,
+        spec: &HelperSpec,
+        timeout: Duration,
+        what: &str,
+        destructive: bool,
+    ) -> Result<String> {
         let pod = helper_pod(spec);
         let name = pod.metadata.name.clone().unwrap_or_default();
+        // The journal entry stays after the helper is deleted below, so a delete that failed
+        // there is retried when the operation ends.
         self.record(Change::Helper {
             namespace: spec.namespace.clone(),
             name: name.clone(),
         });
-        let outcome = self.kube.run_helper_pod(pod, timeout).await?;
-        // run_helper_pod deleted it.
-        self.forget_helper(&name);
+        self.kube.create_helper_pod(&pod).await?;
+        if destructive {
+            self.destructive_from_here();
+        }
+        let outcome = self
+            .kube
+            .finish_helper_pod(&spec.namespace, &name, timeout)
+            .await?;
         if !outcome.succeeded() {
             return Err(Error::RepairFailed(format!(
                 "{what} ({}) ended {} (exit {:?}): {}",
@@ -315,83 +336,106 @@ impl<'k> Operation<'k> {
     }
 
     /// Undoes the journal in reverse order. Returns the failures and the notes on what stays.
+    /// Each undo is tried up to [`UNDO_ATTEMPTS`] times: a transient API error must not leave
+    /// the operator switched off.
     async fn undo(&self, ending: Ending) -> (Vec<String>, Vec<String>) {
         let changes: Vec<Change> = std::mem::take(&mut *self.journal.lock().expect("journal"));
         let destructive = *self.destructive.lock().expect("destructive");
         let failed = ending != Ending::Succeeded;
         let mut errors = Vec::new();
         let mut kept = Vec::new();
-        for change in changes.into_iter().rev() {
-            let undone: Result<()> = match change {
-                Change::Helper { namespace, name } => {
-                    match self.kube.delete_pod(&namespace, &name).await {
-                        Ok(_) | Err(hasteward_k8s::Error::NotFound { .. }) => Ok(()),
-                        Err(e) => Err(e.into()),
+        for change in changes.iter().rev() {
+            let mut attempt = 1;
+            loop {
+                match self.undo_one(change, failed, destructive).await {
+                    Ok(note) => {
+                        kept.extend(note);
+                        break;
+                    }
+                    Err(e) if attempt >= UNDO_ATTEMPTS => {
+                        errors.push(e.to_string());
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!("putting back a change failed (attempt {attempt}): {e}");
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
-                Change::Marker { restore, what } if failed => self
-                    .helper(&restore, restore.deadline, &format!("restoring {what}"))
-                    .await
-                    .map(|_| ()),
-                Change::Marker { .. } => Ok(()),
-                Change::ForceBootstrap { namespace, cluster } if failed => self
-                    .kube
-                    .patch_mariadb(&namespace, &cluster, &force_bootstrap(None))
-                    .await
-                    .map_err(Error::from),
-                Change::ForceBootstrap { .. } => Ok(()),
-                Change::Orphaned { saved, timeout } => {
-                    recreate_statefulset(self.kube, &saved, timeout).await
-                }
-                Change::Scaled {
-                    namespace,
-                    name,
-                    from,
-                } => self
-                    .kube
-                    .scale_statefulset(&namespace, &name, from)
-                    .await
-                    .map(|_| ())
-                    .map_err(Error::from),
-                Change::Suspended { namespace, cluster } => self
-                    .kube
-                    .patch_mariadb(&namespace, &cluster, &suspend(false))
-                    .await
-                    .map_err(Error::from),
-                Change::ReconciliationOff { namespace, cluster } => self
-                    .kube
-                    .annotate_cnpg_cluster(&namespace, &cluster, RECONCILIATION_LOOP, None)
-                    .await
-                    .map_err(Error::from),
-                Change::Fence { fences, keep } => {
-                    let stays = match keep {
-                        KeepFence::Never => false,
-                        KeepFence::AfterDestructiveFailure => failed && destructive,
-                        KeepFence::Always => true,
-                    };
-                    if stays && !fences.added.is_empty() {
-                        kept.push(format!(
-                            "{} stays fenced on purpose{}: lift it with `kubectl -n {} annotate cluster {} cnpg.io/fencedInstances-` (or remove just its name from the list) once it is dealt with",
-                            fences.added.join(", "),
-                            if failed { " (its data directory may be half written)" } else { "" },
-                            fences.namespace,
-                            fences.cluster
-                        ));
-                        Ok(())
-                    } else {
-                        fencing::unfence(self.kube, &fences)
-                            .await
-                            .map_err(Error::from)
-                    }
-                }
-            };
-            if let Err(e) = undone {
-                errors.push(e.to_string());
             }
         }
         (errors, kept)
     }
+
+    /// Undoes one change; a note when it stays on purpose.
+    async fn undo_one(
+        &self,
+        change: &Change,
+        failed: bool,
+        destructive: bool,
+    ) -> Result<Option<String>> {
+        match change {
+            Change::Helper { namespace, name } => {
+                match self.kube.delete_pod(namespace, name).await {
+                    Ok(_) | Err(hasteward_k8s::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Change::Marker { restore, what } if failed => {
+                self.helper(restore, restore.deadline, &format!("restoring {what}"))
+                    .await?;
+            }
+            Change::Marker { .. } => {}
+            Change::ForceBootstrap { namespace, cluster } if failed => {
+                self.kube
+                    .patch_mariadb(namespace, cluster, &force_bootstrap(None))
+                    .await?
+            }
+            Change::ForceBootstrap { .. } => {}
+            Change::Orphaned { saved, timeout } => {
+                recreate_statefulset(self.kube, saved, *timeout).await?
+            }
+            Change::Scaled {
+                namespace,
+                name,
+                from,
+            } => {
+                self.kube.scale_statefulset(namespace, name, *from).await?;
+            }
+            Change::Suspended { namespace, cluster } => {
+                self.kube
+                    .patch_mariadb(namespace, cluster, &suspend(false))
+                    .await?
+            }
+            Change::ReconciliationOff { namespace, cluster } => {
+                self.kube
+                    .annotate_cnpg_cluster(namespace, cluster, RECONCILIATION_LOOP, None)
+                    .await?
+            }
+            Change::Fence { fences, keep } => {
+                let stays = match keep {
+                    KeepFence::Never => false,
+                    KeepFence::AfterDestructiveFailure => failed && destructive,
+                    KeepFence::Always => true,
+                };
+                if stays && !fences.added.is_empty() {
+                    return Ok(Some(format!(
+                        "{} stays fenced on purpose{}: lift it with `kubectl -n {} annotate cluster {} cnpg.io/fencedInstances-` (or remove just its name from the list) once it is dealt with",
+                        fences.added.join(", "),
+                        if failed { " (its data directory may be half written)" } else { "" },
+                        fences.namespace,
+                        fences.cluster
+                    )));
+                }
+                fencing::unfence(self.kube, fences).await?;
+            }
+        }
+        Ok(None)
+    }
 }
+
+/// How often putting back one change is tried.
+const UNDO_ATTEMPTS: u32 = 3;
 
 /// Refuses when CloudNativePG's reconciliation of `cluster` was turned off by someone else: a
 /// repair needs the operator to recreate the pod afterwards, and turning it back on would undo

@@ -136,8 +136,8 @@ pub async fn cnpg_reseed(
                     r.timeout,
                 )
             };
-            op.destructive_from_here();
-            op.helper(&spec, r.timeout, "the reseed helper").await
+            op.destructive_helper(&spec, r.timeout, "the reseed helper")
+                .await
         })
         .await?;
     if fenced_before {
@@ -247,9 +247,8 @@ pub async fn cnpg_prune_wal(
                 .map_err(|r| Error::Refused(format!("{} [{}]", r.message, r.gate)))?;
             let mut pruner = helper("walprune", "wal-prune", walrelief::PRUNE_SCRIPT);
             pruner.env.push(("CUTOFF".into(), selection.cutoff.clone()));
-            op.destructive_from_here();
             let removed = op
-                .helper(&pruner, w.timeout, "the WAL relief helper")
+                .destructive_helper(&pruner, w.timeout, "the WAL relief helper")
                 .await?;
             let mut log = format!(
                 "cluster state {}; {} segments before {} ({} MiB) selected\n{}",
@@ -474,8 +473,7 @@ pub async fn galera_bootstrap(
                         BOOTSTRAP_FLAG_RESTORE_SCRIPT,
                     ),
                 );
-                op.destructive_from_here();
-                op.helper(
+                op.destructive_helper(
                     &on_volume("bootstrap", "bootstrap", BOOTSTRAP_FLAG_SCRIPT),
                     b.timeout,
                     &format!("setting safe_to_bootstrap on {node}"),
@@ -593,8 +591,8 @@ pub async fn galera_reseed(
                     r.timeout,
                 )
             };
-            op.destructive_from_here();
-            op.helper(&spec, r.timeout, "the reset helper").await
+            op.destructive_helper(&spec, r.timeout, "the reset helper")
+                .await
         })
         .await?;
     op.cancellable("waiting for the reseeded node", async {

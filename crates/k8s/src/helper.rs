@@ -230,27 +230,52 @@ impl Kube {
     /// [`Kube::run_helper`] for a pod built with [`helper_pod`], so the caller knows its name
     /// before it exists (and can delete it if this future is dropped, e.g. on Ctrl-C).
     pub async fn run_helper_pod(&self, pod: Pod, timeout: Duration) -> Result<HelperOutcome> {
+        self.create_helper_pod(&pod).await?;
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let namespace_owned = pod.metadata.namespace.clone().unwrap_or_default();
-        let namespace = namespace_owned.as_str();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        self.finish_helper_pod(&namespace, &name, timeout).await
+    }
+
+    /// Creates a helper pod built with [`helper_pod`]; [`Kube::finish_helper_pod`] waits for it
+    /// and deletes it.
+    pub async fn create_helper_pod(&self, pod: &Pod) -> Result<()> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let target = Target {
             kind: "helper pod",
-            namespace,
+            namespace: &namespace,
             name: &name,
         };
         self.call(
             "create helper pod",
             target,
-            api.create(&PostParams::default(), &pod),
+            api.create(&PostParams::default(), pod),
         )
         .await?;
-        let waited = self.wait_finished(&api, &name, timeout).await;
+        Ok(())
+    }
+
+    /// Waits (watching) until the helper `namespace/name` has finished or `timeout` passes,
+    /// reads its log, and deletes it on every path.
+    pub async fn finish_helper_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<HelperOutcome> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let target = Target {
+            kind: "helper pod",
+            namespace,
+            name,
+        };
+        let waited = self.wait_finished(&api, name, timeout).await;
         let log = self
             .call(
                 "read helper log",
                 target,
-                api.logs(&name, &LogParams::default()),
+                api.logs(name, &LogParams::default()),
             )
             .await
             .unwrap_or_else(|e| format!("(the helper's log could not be read: {e})"));
@@ -258,7 +283,7 @@ impl Kube {
             .call(
                 "delete helper pod",
                 target,
-                api.delete(&name, &DeleteParams::background()),
+                api.delete(name, &DeleteParams::background()),
             )
             .await;
         let pod = waited?;
@@ -268,7 +293,7 @@ impl Kube {
             }
         }
         Ok(HelperOutcome {
-            pod: name,
+            pod: name.to_string(),
             phase: finished(&pod).unwrap_or_default(),
             exit_code: exit_code(&pod),
             log,

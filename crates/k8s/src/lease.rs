@@ -263,6 +263,12 @@ impl LeaseGuard {
             match self.delete_if_ours().await {
                 // A 409: the lease changed between the read and the delete; read it again.
                 Err(Error::Api { code: 409, .. }) if attempts < 4 => continue,
+                // A transient failure: a lease left behind would block the next run for a
+                // minute, so try again shortly.
+                Err(e) if attempts < 4 => {
+                    tracing::warn!(lease = %self.name, "releasing the lease failed (attempt {attempts}): {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
                 other => return other,
             }
         }

@@ -67,6 +67,21 @@ impl RecordedRequest {
     }
 }
 
+/// Fault injection: the `nth` (0-based) request with this method and exact path (counted from
+/// when the fault is set) is answered with HTTP `status` instead of being served. One-shot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestFault {
+    /// HTTP method (`PATCH`, `DELETE`, …).
+    pub method: String,
+    /// Exact request path (`/api/v1/namespaces/db/pods/pg-2`), or a prefix ending in `*`
+    /// (`/api/v1/namespaces/db/pods/pg-2-reseed-*`, for generated names).
+    pub path: String,
+    /// Which matching request fails (0 = the next one).
+    pub nth: usize,
+    /// The status it gets (e.g. 500).
+    pub status: u16,
+}
+
 /// Lock a mutex, ignoring poisoning (a panicked handler must not wedge the simulator).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -85,6 +100,8 @@ pub(crate) struct Shared {
     /// Process groups of exec sessions that are still running.
     pub(crate) groups: Mutex<HashSet<i32>>,
     pub(crate) addr: SocketAddr,
+    /// Pending faults, with how many matching requests each has seen.
+    pub(crate) faults: Mutex<Vec<(RequestFault, usize)>>,
 }
 
 impl Shared {
@@ -96,6 +113,23 @@ impl Shared {
             }
         }
         lock(&self.requests).push(request);
+    }
+
+    /// The status to answer `method path` with, when a pending fault hits it (and drops it).
+    pub(crate) fn take_fault(&self, method: &str, path: &str) -> Option<u16> {
+        let mut faults = lock(&self.faults);
+        let i = faults.iter_mut().position(|(f, seen)| {
+            let hit = match f.path.strip_suffix('*') {
+                Some(prefix) => path.starts_with(prefix),
+                None => f.path == path,
+            };
+            if f.method != method || !hit {
+                return false;
+            }
+            *seen += 1;
+            *seen > f.nth
+        })?;
+        Some(faults.remove(i).0.status)
     }
 
     pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
@@ -185,6 +219,7 @@ impl Simulator {
             requests: Mutex::new(Vec::new()),
             record_file,
             groups: Mutex::new(HashSet::new()),
+            faults: Mutex::new(Vec::new()),
             addr,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -315,6 +350,16 @@ preferences: {{}}
             !(c.namespace == exec.namespace && c.pod == exec.pod && c.container == exec.container)
         });
         configs.push(exec);
+    }
+
+    /// Makes one future request fail (see [`RequestFault`]); faults already pending stay.
+    pub fn fail_request(&self, fault: RequestFault) {
+        lock(&self.shared.faults).push((fault, 0));
+    }
+
+    /// Drops every pending fault.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
     }
 
     /// Add a pod run configuration, replacing one with the same namespace, name prefix and

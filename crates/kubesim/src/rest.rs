@@ -216,7 +216,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             return error_response(&ApiError::bad_request(format!("reading body: {e}")));
         }
     };
+    let fault = shared.take_fault(method.as_str(), &path);
     let response = match &route {
+        _ if fault.is_some() => error_response(&ApiError::new(
+            fault.unwrap_or(500),
+            "InternalError",
+            "kubesim: injected fault",
+        )),
         None => error_response(&not_found_path()),
         Some(route) => match dispatch(&shared, &method, route, &query, &parts.headers, &body) {
             Ok(r) => r,

@@ -515,3 +515,42 @@ fn simulator_is_shareable_across_threads() {
     assert_send_sync::<Simulator>();
     assert_send_sync::<SimConfig>();
 }
+
+#[tokio::test]
+async fn an_injected_fault_hits_the_nth_matching_request_once() {
+    let sim = common::start();
+    let cms: Api<ConfigMap> = Api::namespaced(common::client(&sim), "db");
+    cms.create(&PostParams::default(), &config_map("a", &[("k", "1")]))
+        .await
+        .unwrap();
+    let path = "/api/v1/namespaces/db/configmaps/a";
+    sim.fail_request(hasteward_kubesim::RequestFault {
+        method: "PATCH".into(),
+        path: path.into(),
+        nth: 1,
+        status: 500,
+    });
+    let patch = |v: &str| json!({"data": {"k": v}});
+    // A GET does not count; the first PATCH passes, the second fails, the third passes again.
+    cms.get("a").await.unwrap();
+    cms.patch("a", &PatchParams::default(), &Patch::Merge(patch("2")))
+        .await
+        .unwrap();
+    let (code, _, _) = common::api_code(
+        cms.patch("a", &PatchParams::default(), &Patch::Merge(patch("3")))
+            .await,
+    );
+    assert_eq!(code, 500);
+    assert_eq!(cms.get("a").await.unwrap().data.unwrap()["k"], "2");
+    cms.patch("a", &PatchParams::default(), &Patch::Merge(patch("4")))
+        .await
+        .unwrap();
+    assert_eq!(cms.get("a").await.unwrap().data.unwrap()["k"], "4");
+    let statuses: Vec<u16> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, vec![200, 500, 200]);
+}
