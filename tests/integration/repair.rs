@@ -701,3 +701,232 @@ fn a_cnpg_reseed_failing_at_any_mutating_request_puts_everything_back() {
     stop.store(true, Ordering::SeqCst);
     recreator.join().unwrap();
 }
+
+#[test]
+fn a_forced_bootstrap_across_two_lineages_archives_the_other_one_first() {
+    use hasteward_testkit::Galera;
+    let mut g = Galera::start(3);
+    g.sql(
+        0,
+        None,
+        "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY)",
+    );
+    for i in 0..3 {
+        g.wait_synced(i);
+    }
+    // Lineage A: rows 1..3, the last only on node 0; then every node down.
+    g.sql(0, None, "INSERT INTO shop.t VALUES (1)");
+    g.kill_node(2);
+    g.wait_cluster_size(0, 2);
+    g.sql(0, None, "INSERT INTO shop.t VALUES (2)");
+    g.stop_node(1);
+    g.wait_cluster_size(0, 1);
+    g.sql(0, None, "INSERT INTO shop.t VALUES (3)");
+    g.kill_node(0);
+    // Lineage B: node 2 started on its own as a new cluster (its state forgotten) and written
+    // to: a second history.
+    std::fs::remove_file(g.data_dir(2).join("grastate.dat")).unwrap();
+    g.bootstrap_node(2);
+    g.sql(2, None, "INSERT INTO shop.t VALUES (-99)");
+    g.stop_node(2);
+    let lineage_b = std::fs::read_to_string(g.data_dir(2).join("grastate.dat")).unwrap();
+    let uuid_b = lineage_b
+        .lines()
+        .find_map(|l| l.strip_prefix("uuid:"))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let (sim, dir) = crate::triage::galera_sim(&g, &[false, false, false]);
+    let mut cr = sim
+        .get("k8s.mariadb.com/v1alpha1", "mariadbs", Some(NS), "galera")
+        .unwrap();
+    cr["spec"]["image"] = json!("mariadb:10.11");
+    sim.put(cr);
+    sim.put(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "galera", "namespace": NS},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app.kubernetes.io/instance": "galera"}}},
+        "status": {"replicas": 3, "readyReplicas": 0}
+    }));
+    for i in 0..3 {
+        sim.set_pod_run(hasteward_kubesim::PodRun {
+            namespace: NS.into(),
+            name_prefix: Some(format!("galera-{i}-")),
+            mounts: [("/var/lib/mysql".to_string(), g.data_dir(i))].into(),
+            ..hasteward_kubesim::PodRun::default()
+        });
+    }
+    // The capture helper is exec'd into: tar runs on galera-2's real data directory.
+    sim.set_exec(hasteward_kubesim::PodExec {
+        namespace: NS.into(),
+        pod: "galera-2-capture-*".into(),
+        mounts: [("/var/lib/mysql".to_string(), g.data_dir(2))].into(),
+        ..hasteward_kubesim::PodExec::default()
+    });
+    let kubeconfig = dir.path().join("kubeconfig").display().to_string();
+    let repo = Repo::new();
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "repair",
+            "--kubeconfig",
+            &kubeconfig,
+            "-e",
+            "galera",
+            "-c",
+            "galera",
+            "-n",
+            NS,
+            "--recover-positions",
+            "--heal-timeout",
+            "180",
+            "-o",
+            "json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.extend(repo.args());
+        a
+    };
+    // Unforced: refused, nothing changed.
+    let (code, out, err) = run(&args(&["--bootstrap", "galera-0"]), None);
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert_eq!(
+        envelope(&out)["errors"][0]["code"],
+        "repair.refused.bootstrap-ambiguous",
+        "{out}"
+    );
+    // Not the most advanced of its lineage: refused even forced.
+    let (code, out, _) = run(&args(&["--bootstrap", "galera-1", "--force"]), None);
+    assert_eq!(code, 3, "{out}");
+    assert_eq!(
+        envelope(&out)["errors"][0]["code"],
+        "repair.refused.bootstrap-not-most-advanced",
+        "{out}"
+    );
+    assert!(repo.snapshots().is_empty());
+
+    let pods: Vec<Value> = (0..3)
+        .map(|i| {
+            sim.get("v1", "pods", Some(NS), &format!("galera-{i}"))
+                .unwrap()
+        })
+        .collect();
+    let url = sim.url();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let stand_in = std::thread::spawn(move || {
+        let api = SimHttp { url };
+        let get = |path: &str| api.get(path).unwrap_or(Value::Null);
+        let deadline = Instant::now() + Duration::from_secs(240);
+        let mut scaled_down = false;
+        while Instant::now() < deadline && !stopped.load(Ordering::SeqCst) {
+            let sts = get(&format!(
+                "/apis/apps/v1/namespaces/{NS}/statefulsets/galera"
+            ));
+            let cr = get(&format!(
+                "/apis/k8s.mariadb.com/v1alpha1/namespaces/{NS}/mariadbs/galera"
+            ));
+            let replicas = sts["spec"]["replicas"].as_i64().unwrap_or(-1);
+            if replicas == 0 && !scaled_down {
+                for i in 0..3 {
+                    api.delete(&format!("/api/v1/namespaces/{NS}/pods/galera-{i}"));
+                }
+                scaled_down = true;
+            }
+            let force = cr["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"]
+                .as_str()
+                .map(String::from);
+            if scaled_down && replicas == 3 && cr["spec"]["suspend"] == false {
+                if let Some(node) = force {
+                    let first: usize = node.trim_start_matches("galera-").parse().unwrap();
+                    g.bootstrap_node(first);
+                    for i in (0..3).filter(|i| *i != first) {
+                        g.start_node(i);
+                    }
+                    for pod in &pods {
+                        api.recreate_pod(pod, true);
+                    }
+                    return g;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        g
+    });
+    let (code, out, err) = run(&args(&["--bootstrap", "galera-0", "--force"]), None);
+    stop.store(true, Ordering::SeqCst);
+    let g = stand_in.join().unwrap();
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Lineage A won everywhere: rows 1..3, not B's -99 ...
+    for i in 0..3 {
+        assert_eq!(
+            g.sql(i, None, "SELECT GROUP_CONCAT(id ORDER BY id) FROM shop.t"),
+            "1,2,3",
+            "node {i}"
+        );
+    }
+    // ... which survives in the archive of galera-2's data directory, taken first.
+    let snaps = repo.snapshots();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let tags: Vec<String> = serde_json::from_value(snaps[0]["tags"].clone()).unwrap();
+    assert!(tags.contains(&"type=diverged".to_string()), "{tags:?}");
+    assert!(
+        tags.iter().any(|t| t.starts_with("job=repair-")),
+        "{tags:?}"
+    );
+    assert_eq!(snaps[0]["paths"][0], "/db/galera/galera-2.datadir.tar");
+    let archive = repo.restic(&["dump", "latest", "/db/galera/galera-2.datadir.tar"]);
+    assert!(archive.status.success());
+    let unpacked = tempfile::tempdir().unwrap();
+    let mut tar = std::process::Command::new("tar")
+        .args(["-x", "-C"])
+        .arg(unpacked.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    tar.stdin
+        .take()
+        .unwrap()
+        .write_all(&archive.stdout)
+        .unwrap();
+    assert!(tar.wait().unwrap().success());
+    let saved = std::fs::read_to_string(unpacked.path().join("grastate.dat")).unwrap();
+    assert!(saved.contains(&uuid_b), "{saved}");
+    assert!(unpacked.path().join("shop").is_dir());
+    // Nothing left: no helper, no force field, not suspended, no lease.
+    let cr = sim
+        .get("k8s.mariadb.com/v1alpha1", "mariadbs", Some(NS), "galera")
+        .unwrap();
+    assert_eq!(cr["spec"]["suspend"], false);
+    assert!(cr["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"].is_null());
+    let helpers: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods") && r.status < 300)
+        .filter_map(|r| serde_json::from_str::<Value>(r.body.as_deref()?).ok())
+        .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+        .filter(|n| n.contains("-capture-") || n.contains("-bootstrap-"))
+        .collect();
+    assert!(
+        helpers.iter().any(|h| h.starts_with("galera-2-capture-")),
+        "{helpers:?}"
+    );
+    for h in &helpers {
+        assert!(
+            sim.get("v1", "pods", Some(NS), h).is_none(),
+            "{h} left behind"
+        );
+    }
+    assert!(sim
+        .get(
+            "coordination.k8s.io/v1",
+            "leases",
+            Some(NS),
+            "hasteward-galera"
+        )
+        .is_none());
+}

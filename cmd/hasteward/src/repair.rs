@@ -187,7 +187,8 @@ async fn execute(
     };
     let result = async {
         if let Some(restic) = &restic {
-            for e in &plan.escrow {
+            // Data-directory captures run inside the bootstrap, once every pod is gone.
+            for e in plan.escrow.iter().filter(|e| e.method == "dump") {
                 still_ours(lease)?;
                 escrow(kube, restic, a, e, rep, cancel).await?;
             }
@@ -269,12 +270,29 @@ async fn execute(
                         cluster: a.target.cluster.clone(),
                         node: t.instance.clone(),
                         nodes: report.instances.iter().map(|i| i.name.clone()).collect(),
+                        captures: plan
+                            .escrow
+                            .iter()
+                            .filter(|e| e.method == "datadir")
+                            .map(|e| e.instance.clone())
+                            .collect(),
                         timeout: Duration::from_secs(a.heal_timeout),
                     };
+                    let settings = crate::commands::settings(&a.stream, rep, cancel);
+                    let escrow = restic.as_ref().map(|restic| hasteward_engines::repair::Escrow {
+                        restic,
+                        settings: &settings,
+                        job: plan.escrow.first().map(|e| e.job.clone()).unwrap_or_default(),
+                    });
                     let (log, note) = rep
                         .step(
                             "bootstrap",
-                            hasteward_engines::repair::galera_bootstrap(kube, &bootstrap, cancel),
+                            hasteward_engines::repair::galera_bootstrap(
+                                kube,
+                                &bootstrap,
+                                escrow.as_ref(),
+                                cancel,
+                            ),
                         )
                         .await?;
                     report_done(rep, &t.instance, &log, &note);

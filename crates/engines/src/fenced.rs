@@ -281,6 +281,22 @@ impl<'k> Operation<'k> {
         Ok(outcome.log)
     }
 
+    /// Starts a helper pod that stays up (to be exec'd into) and waits until it is Running;
+    /// returns its name. It is deleted when the operation ends, or earlier by the caller.
+    pub async fn start_helper(&self, spec: &HelperSpec, timeout: Duration) -> Result<String> {
+        let pod = helper_pod(spec);
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        self.record(Change::Helper {
+            namespace: spec.namespace.clone(),
+            name: name.clone(),
+        });
+        self.kube.create_helper_pod(&pod).await?;
+        self.kube
+            .wait_pod_running(&spec.namespace, &name, timeout)
+            .await?;
+        Ok(name)
+    }
+
     /// Awaits `fut` unless the operation is cancelled first.
     pub async fn cancellable<T>(
         &self,
@@ -478,26 +494,16 @@ pub fn tail(log: &str) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }
 
-/// Waits until the StatefulSet is gone (its deletion may wait on a finalizer).
+/// Waits (watching) until the StatefulSet is gone (its deletion may wait on a finalizer).
 async fn wait_statefulset_gone(
     kube: &Kube,
     namespace: &str,
     name: &str,
     timeout: Duration,
 ) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match kube.statefulset(namespace, name).await {
-            Err(hasteward_k8s::Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e.into()),
-            Ok(_) if tokio::time::Instant::now() >= deadline => {
-                return Err(Error::RepairFailed(format!(
-                    "StatefulSet {namespace}/{name} is still there {timeout:?} after its deletion"
-                )))
-            }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
+    kube.wait_statefulset_gone(namespace, name, timeout)
+        .await
+        .map_err(|e| Error::RepairFailed(e.to_string()))
 }
 
 /// Recreates a StatefulSet from its saved copy unless it exists (not being deleted).

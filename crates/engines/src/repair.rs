@@ -393,6 +393,77 @@ else
   echo "hasteward: $f was not changed"
 fi"#;
 
+/// Where escrow captures taken inside a repair go.
+pub struct Escrow<'a> {
+    /// The repository.
+    pub restic: &'a hasteward_restic::Restic,
+    /// The stream's settings (stall timeout, progress, cancellation).
+    pub settings: &'a crate::flows::StreamSettings,
+    /// The repair run's id (`job=` tag).
+    pub job: String,
+}
+
+/// Archives `node`'s data directory (`claim` mounted read-only at `mount` in a helper pod with
+/// `image`) into restic as a `diverged` snapshot `<node>.datadir.tar`, through the gated stream.
+#[allow(clippy::too_many_arguments)]
+async fn capture_datadir(
+    op: &Operation<'_>,
+    kube: &Kube,
+    escrow: &Escrow<'_>,
+    (namespace, cluster): (&str, &str),
+    node: &str,
+    image: &str,
+    owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+    (claim, mount): (String, &str),
+    timeout: Duration,
+) -> Result<String> {
+    use hasteward_model::{Engine, SnapshotKind, SnapshotLabels};
+    let mut spec = HelperSpec {
+        owner,
+        ..HelperSpec::shell(
+            namespace,
+            format!("{node}-capture"),
+            "capture",
+            image.to_string(),
+            &format!("exec sleep {}", timeout.as_secs().max(1)),
+            (claim, mount),
+            timeout,
+        )
+    };
+    if let Some(v) = spec.volume.as_mut() {
+        v.2 = true;
+    }
+    let pod = op.start_helper(&spec, timeout).await?;
+    let runner = hasteward_k8s::PodRunner::new(kube, namespace, &pod, "helper");
+    let archive = crate::pod::archive::DataDirArchive::new(
+        runner,
+        format!("{node}'s data directory (helper pod {namespace}/{pod})"),
+        mount,
+    );
+    let labels = SnapshotLabels {
+        engine: Engine::Galera,
+        cluster: cluster.to_string(),
+        namespace: namespace.to_string(),
+        kind: SnapshotKind::Diverged,
+        db_type: None,
+        file: format!("{node}.datadir.tar"),
+        database: None,
+        job: Some(escrow.job.clone()),
+    };
+    let result = crate::flows::backup(escrow.restic, &archive, &labels, escrow.settings).await;
+    match kube.delete_pod(namespace, &pod).await {
+        Ok(_) | Err(hasteward_k8s::Error::NotFound { .. }) => {}
+        Err(e) => tracing::warn!(pod = %pod, "could not delete the capture helper yet: {e}"),
+    }
+    let saved = result?;
+    Ok(format!(
+        "{node}: data directory saved as snapshot {} ({} bytes, sha256 {})\n",
+        saved.short_id,
+        saved.bytes,
+        &saved.sha256[..16]
+    ))
+}
+
 /// What a Galera bootstrap needs.
 #[derive(Debug, Clone)]
 pub struct GaleraBootstrap {
@@ -404,6 +475,9 @@ pub struct GaleraBootstrap {
     pub node: String,
     /// Every node (pod) of the cluster.
     pub nodes: Vec<String>,
+    /// Nodes of another lineage (a forced bootstrap) whose data directories are captured
+    /// first, once every pod is gone.
+    pub captures: Vec<String>,
     /// How long each wait may take.
     pub timeout: Duration,
 }
@@ -423,6 +497,7 @@ pub struct GaleraBootstrap {
 pub async fn galera_bootstrap(
     kube: &Kube,
     b: &GaleraBootstrap,
+    escrow: Option<&Escrow<'_>>,
     cancel: &CancellationToken,
 ) -> Result<(String, String)> {
     let cr = kube.mariadb(&b.namespace, &b.cluster).await?;
@@ -447,6 +522,26 @@ pub async fn galera_bootstrap(
                 .await?;
             }
             let mut log = String::new();
+            // The other lineage's data, before anything is changed on any volume (a failed
+            // capture stops here and everything is put back).
+            if let Some(escrow) = escrow {
+                for node in &b.captures {
+                    log.push_str(
+                        &capture_datadir(
+                            &op,
+                            kube,
+                            escrow,
+                            (&b.namespace, &b.cluster),
+                            node,
+                            &image,
+                            cr.owner_reference(),
+                            (format!("storage-{node}"), "/var/lib/mysql"),
+                            b.timeout,
+                        )
+                        .await?,
+                    );
+                }
+            }
             for node in &b.nodes {
                 let flag = if *node == b.node { "1" } else { "0" };
                 let on_volume = |prefix: &str, purpose: &str, script: &str| HelperSpec {

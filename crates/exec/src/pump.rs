@@ -223,7 +223,7 @@ struct CopyState {
     window: Vec<u8>,
 }
 
-const WINDOW: usize = 512;
+const WINDOW: usize = 1024;
 
 /// Streams `producer` stdout into `consumer` stdin under the commit gate (see the module docs).
 pub async fn gated(
@@ -377,7 +377,7 @@ pub async fn gated_filtered(
             drop(writer);
             return Err(PumpError::Incomplete {
                 producer: producer.name.clone(),
-                marker: String::from_utf8_lossy(marker).into_owned(),
+                marker: describe_marker(marker),
                 bytes,
             });
         }
@@ -512,6 +512,14 @@ async fn copy_loop(
                 });
             }
         }
+    }
+}
+
+/// The marker as text, or what it is when it is binary (tar's zero blocks).
+fn describe_marker(marker: &[u8]) -> String {
+    match std::str::from_utf8(marker) {
+        Ok(text) if !text.chars().any(|c| c.is_control() && c != '\n') => text.to_string(),
+        _ => format!("its {}-byte binary end marker", marker.len()),
     }
 }
 

@@ -182,6 +182,34 @@ impl Kube {
             })
     }
 
+    /// Waits, by watching, until the pod `name` is Running (a helper that stays up to be
+    /// exec'd into); fails when it finished or did not start within `timeout`.
+    pub async fn wait_pod_running(
+        &self,
+        namespace: &str,
+        name: &str,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let running = |pod: Option<&Pod>| match pod.map(pod_phase) {
+            Some("Running") => Some(Ok(())),
+            Some("Succeeded" | "Failed") | None => Some(Err(())),
+            Some(_) => None,
+        };
+        match watch_pod(&api, name, timeout, running).await {
+            Some(Ok(())) => Ok(()),
+            other => Err(Error::PodNotReady {
+                namespace: namespace.into(),
+                pod: name.into(),
+                reason: if other.is_none() {
+                    format!("not Running after {timeout:?}")
+                } else {
+                    "it ended (or disappeared) before it was Running".into()
+                },
+            }),
+        }
+    }
+
     /// Waits, by watching the pod, until a pod `name` whose uid is not `old_uid` is Running with
     /// `container` Ready, or `timeout` passes ([`Error::PodNotReady`] saying what it last was).
     pub async fn wait_pod_ready(

@@ -329,6 +329,26 @@ impl Kube {
         .await
     }
 
+    /// Waits, by watching, until the StatefulSet is gone (its deletion may wait on a finalizer),
+    /// or `timeout` passes.
+    pub async fn wait_statefulset_gone(
+        &self,
+        namespace: &str,
+        name: &str,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        let api: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+            Api::namespaced(self.client.clone(), namespace);
+        crate::watch::watch_object(&api, name, timeout, |sts| sts.is_none().then_some(()))
+            .await
+            .ok_or_else(|| Error::Resource {
+                kind: "StatefulSet".into(),
+                namespace: namespace.into(),
+                name: name.into(),
+                detail: format!("still there {timeout:?} after its deletion"),
+            })
+    }
+
     /// Deletes a StatefulSet but not its pods (`propagationPolicy: Orphan`): its pods keep
     /// running, and a pod deleted meanwhile is not recreated.
     pub async fn orphan_statefulset(&self, namespace: &str, name: &str) -> Result<()> {

@@ -1,5 +1,5 @@
-//! Waiting on one pod by watching it: the one loop behind "until it is Ready", "until it is
-//! gone" and "until the helper has finished".
+//! Waiting on one object by watching it: the one loop behind "until the pod is Ready", "until
+//! it is gone", "until the helper has finished" and "until the StatefulSet is gone".
 
 use std::time::Duration;
 
@@ -14,16 +14,30 @@ pub(crate) async fn watch_pod<T>(
     api: &Api<Pod>,
     name: &str,
     timeout: Duration,
-    mut check: impl FnMut(Option<&Pod>) -> Option<T>,
+    check: impl FnMut(Option<&Pod>) -> Option<T>,
 ) -> Option<T> {
+    watch_object(api, name, timeout, check).await
+}
+
+/// [`watch_pod`] for any namespaced kind.
+pub(crate) async fn watch_object<K, T>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    mut check: impl FnMut(Option<&K>) -> Option<T>,
+) -> Option<T>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let version = match api.get_opt(name).await {
-            Ok(pod) => {
-                if let Some(done) = check(pod.as_ref()) {
+            Ok(object) => {
+                if let Some(done) = check(object.as_ref()) {
                     return Some(done);
                 }
-                pod.and_then(|p| p.metadata.resource_version)
+                object
+                    .and_then(|o| o.meta().resource_version.clone())
                     .unwrap_or_else(|| "0".into())
             }
             Err(_) => "0".into(),
@@ -47,8 +61,8 @@ pub(crate) async fn watch_pod<T>(
             tokio::select! {
                 _ = &mut until => break,
                 event = stream.try_next() => match event {
-                    Ok(Some(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) => {
-                        if let Some(done) = check(Some(&pod)) {
+                    Ok(Some(WatchEvent::Added(object) | WatchEvent::Modified(object))) => {
+                        if let Some(done) = check(Some(&object)) {
                             return Some(done);
                         }
                     }

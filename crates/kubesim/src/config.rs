@@ -67,7 +67,7 @@ impl std::error::Error for Error {
 pub struct PodExec {
     /// Namespace of the pod.
     pub namespace: String,
-    /// Name of the pod.
+    /// Name of the pod, or a prefix ending in `*` (helper pods with generated names).
     pub pod: String,
     /// Container this applies to; `None` matches any container of the pod.
     pub container: Option<String>,
@@ -92,8 +92,12 @@ impl PodExec {
     /// Whether this configuration applies to an exec into `namespace/pod`,
     /// container `container` (the resolved container name, if known).
     pub(crate) fn matches(&self, namespace: &str, pod: &str, container: Option<&str>) -> bool {
+        let pod_matches = match self.pod.strip_suffix('*') {
+            Some(prefix) => pod.starts_with(prefix),
+            None => self.pod == pod,
+        };
         self.namespace == namespace
-            && self.pod == pod
+            && pod_matches
             && match &self.container {
                 None => true,
                 Some(c) => container == Some(c.as_str()),

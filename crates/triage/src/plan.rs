@@ -14,7 +14,8 @@
 //! | `nothing-to-heal` | no instance needs healing | – |
 //! | `all-down` (Galera) | no Primary component: healing needs a running donor | never; use `--bootstrap` |
 //! | `bootstrap-not-all-down` (Galera) | `--bootstrap` while a Primary component exists | never |
-//! | `bootstrap-not-most-advanced` (Galera) | `--bootstrap NODE` is not the provable most advanced node | never |
+//! | `bootstrap-not-most-advanced` (Galera) | `--bootstrap NODE` is not the provable most advanced node (of its lineage, when lineages diverged) | never |
+//! | `bootstrap-ambiguous` (Galera) | the stopped nodes belong to more than one lineage (cluster UUID) | yes: every node of the other lineages is captured (`tar` of its data directory) first |
 //! | `wal-relief-cnpg-only` | `--prune-wal` on another engine | never |
 //! | `wal-relief-target-running` | the `--prune-wal` instance runs (it recycles its own WAL) | never |
 //! | `wal-relief-not-authority` | the `--prune-wal` instance is neither the primary nor the authority | only when the cluster is diverged (the instance then stays fenced) |
@@ -90,6 +91,9 @@ pub struct EscrowStep {
     pub why: String,
     /// The `job=` tag of the snapshot (the repair run's id).
     pub job: String,
+    /// `dump` (the running server's dump) or `datadir` (a `tar` of the data directory from a
+    /// helper pod, for a node whose server cannot run).
+    pub method: String,
 }
 
 /// One ordered step.
@@ -176,7 +180,7 @@ pub fn plan(report: &Report, request: &RepairRequest) -> RepairPlan {
     if let Some(node) = &request.prune_wal {
         plan_prune_wal(report, node, request, &mut plan);
     } else if let Some(node) = &request.bootstrap {
-        plan_bootstrap(report, node, &mut plan);
+        plan_bootstrap(report, node, request, &mut plan);
     } else {
         plan_heal(report, request, &mut plan);
     }
@@ -375,7 +379,7 @@ fn no_primary_component(report: &Report) -> bool {
         .any(|d| d.code == "galera-no-primary-component" || d.code == "galera-all-down")
 }
 
-fn plan_bootstrap(report: &Report, node: &str, plan: &mut RepairPlan) {
+fn plan_bootstrap(report: &Report, node: &str, request: &RepairRequest, plan: &mut RepairPlan) {
     if report.engine != "galera" {
         refuse(
             plan,
@@ -411,6 +415,7 @@ fn plan_bootstrap(report: &Report, node: &str, plan: &mut RepairPlan) {
             format!("{node} is not the most advanced node; {leader} is. Bootstrapping {node} would lose the transactions only {leader} has; no flag overrides this"),
             false,
         ),
+        Authority::Diverged { reasons } => plan_lineage_bootstrap(report, node, request, reasons, plan),
         _ => refuse(
             plan,
             "authority-undeterminable",
@@ -500,6 +505,109 @@ fn plan_prune_wal(report: &Report, node: &str, request: &RepairRequest, plan: &m
     });
 }
 
+/// A bootstrap when the stopped nodes hold more than one history (cluster UUID): only with
+/// `--force`, only from the most advanced node of its own lineage, and only after a `tar` of
+/// every other lineage's data directory (its own writes are lost once it rejoins by SST).
+fn plan_lineage_bootstrap(
+    report: &Report,
+    node: &str,
+    request: &RepairRequest,
+    reasons: &[String],
+    plan: &mut RepairPlan,
+) {
+    let unknown: Vec<&str> = report
+        .instances
+        .iter()
+        .filter(|i| {
+            !i.position.starts_with("no data") && (i.lineage.is_none() || i.seqno.is_none())
+        })
+        .map(|i| i.name.as_str())
+        .collect();
+    let Some(target) = report.instances.iter().find(|i| i.name == node) else {
+        refuse(
+            plan,
+            "target-unknown",
+            format!("--bootstrap {node} is not a node of this cluster"),
+            false,
+        );
+        return;
+    };
+    if !unknown.is_empty() {
+        refuse(
+            plan,
+            "authority-undeterminable",
+            format!("the position of {} is not known: recover every position first (hasteward triage -e galera … --recover-positions)", unknown.join(", ")),
+            false,
+        );
+        return;
+    }
+    let (Some(lineage), Some(seqno)) = (&target.lineage, target.seqno) else {
+        return;
+    };
+    if let Some(better) = report
+        .instances
+        .iter()
+        .filter(|i| i.lineage.as_ref() == Some(lineage))
+        .find(|i| i.seqno.is_some_and(|s| s > seqno))
+    {
+        refuse(
+            plan,
+            "bootstrap-not-most-advanced",
+            format!("{node} is not the most advanced node of its lineage ({}…); {} is. No flag overrides this", lineage.get(..8).unwrap_or(lineage), better.name),
+            false,
+        );
+        return;
+    }
+    let others: Vec<&crate::InstanceAssessment> = report
+        .instances
+        .iter()
+        .filter(|i| i.lineage.is_some() && i.lineage.as_ref() != Some(lineage))
+        .collect();
+    let names: Vec<&str> = others.iter().map(|i| i.name.as_str()).collect();
+    if !request.force {
+        refuse(
+            plan,
+            "bootstrap-ambiguous",
+            format!(
+                "the stopped nodes hold more than one history ({}): bootstrapping {node} rebuilds {} by SST and their own writes are lost. Decide which history to keep; to bootstrap {node}'s anyway, pass --force (the data directories of {} are archived into the repository first)",
+                reasons.join("; "),
+                names.join(", "),
+                names.join(", ")
+            ),
+            true,
+        );
+        return;
+    }
+    plan.targets.push(PlanTarget {
+        instance: node.to_string(),
+        ordinal: target.ordinal,
+        remediation: Remediation::Bootstrap,
+        why: format!(
+            "forced: the most advanced node of its lineage (seqno {seqno}); {} are rebuilt from it",
+            names.join(", ")
+        ),
+        keep_fenced: false,
+    });
+    if request.no_escrow {
+        plan.warnings.push(format!(
+            "--no-escrow: the writes only {} hold are lost WITHOUT a copy",
+            names.join(", ")
+        ));
+        return;
+    }
+    plan.warnings.push(format!("forced bootstrap across lineages: the writes only {} hold survive only in their `diverged` archives", names.join(", ")));
+    for other in others {
+        plan.escrow.push(EscrowStep {
+            kind: "diverged".into(),
+            instance: other.name.clone(),
+            why: "another lineage's node: its data directory, archived before it is rebuilt by SST"
+                .into(),
+            job: request.job.clone(),
+            method: "datadir".into(),
+        });
+    }
+}
+
 fn target(inst: &crate::InstanceAssessment, remediation: Remediation) -> PlanTarget {
     PlanTarget {
         instance: inst.name.clone(),
@@ -523,12 +631,14 @@ fn state_word(state: InstanceState) -> &'static str {
 
 fn plan_escrow(report: &Report, request: &RepairRequest, plan: &mut RepairPlan) {
     // WAL relief: the instance's server cannot start, so there is nothing to dump; it removes
-    // only WAL its recovery does not need (the rest is gated at execution).
-    if plan
-        .targets
-        .iter()
-        .all(|t| t.remediation == Remediation::PruneWal)
-    {
+    // only WAL its recovery does not need (the rest is gated at execution). A bootstrap plans
+    // its own captures (no server runs to dump).
+    if plan.targets.iter().all(|t| {
+        matches!(
+            t.remediation,
+            Remediation::PruneWal | Remediation::Bootstrap
+        )
+    }) {
         return;
     }
     // A bootstrap destroys nothing (it starts from the most advanced data; the others catch up
@@ -559,6 +669,7 @@ fn plan_escrow(report: &Report, request: &RepairRequest, plan: &mut RepairPlan) 
             instance: source,
             why: "a full backup of the authoritative data before anything is changed".into(),
             job: request.job.clone(),
+            method: "dump".into(),
         });
     }
     if report.verdict == Verdict::Diverged {
@@ -570,6 +681,7 @@ fn plan_escrow(report: &Report, request: &RepairRequest, plan: &mut RepairPlan) 
                     instance: inst.name.clone(),
                     why: "one side of the split brain, kept so its writes can be recovered".into(),
                     job: request.job.clone(),
+                    method: "dump".into(),
                 });
             }
         }
@@ -595,6 +707,7 @@ fn step(
 fn escrow_steps(plan: &RepairPlan, ns: &str, db: &str) -> Vec<PlanStep> {
     plan.escrow
         .iter()
+        .filter(|e| e.method == "dump")
         .map(|e| {
             step(
                 "escrow.backup",
@@ -782,6 +895,9 @@ fn galera_steps(plan: &RepairPlan) -> Vec<PlanStep> {
             Remediation::Bootstrap => {
                 steps.push(suspend());
                 steps.push(step("statefulset.scale", sts.clone(), "scale to 0 and wait until every pod is gone (the scale is restored on every path)".into(), true, false));
+                for e in plan.escrow.iter().filter(|e| e.method == "datadir") {
+                    steps.push(step("escrow.datadir", format!("PersistentVolumeClaim {ns}/storage-{}", e.instance), format!("helper pod mounting the volume read-only: `tar` of {}'s data directory streamed into restic as a `diverged` snapshot ({}.datadir.tar); a failed capture stops the bootstrap and puts everything back", e.instance, e.instance), true, false));
+                }
                 steps.push(step("helper.run", pvc, format!("on every node's volume: keep a copy of grastate.dat; safe_to_bootstrap: 1 on {}, 0 on the others (every copy written back if the bootstrap fails before the cluster starts)", t.instance), true, false));
                 steps.push(step("cr.patch", cr.clone(), format!("spec.galera.recovery.forceClusterBootstrapInPod: {} (removed afterwards, on every path)", t.instance), true, false));
                 steps.push(step(
@@ -840,6 +956,8 @@ mod tests {
             state,
             advice: format!("{name} advice"),
             remedy: None,
+            lineage: None,
+            seqno: None,
         }
     }
 
@@ -1290,6 +1408,67 @@ mod tests {
     }
 
     #[test]
+    fn a_bootstrap_across_lineages_needs_force_and_archives_the_other_lineage_first() {
+        let node = |name: &str, uuid: &str, seqno: i64| InstanceAssessment {
+            role: Role::Node,
+            position: format!("seqno {seqno} {uuid}…"),
+            lineage: Some(uuid.into()),
+            seqno: Some(seqno),
+            ..inst(name, Role::Node, InstanceState::NeedsRestart)
+        };
+        let mut r = report(
+            "galera",
+            Verdict::Diverged,
+            Authority::Diverged {
+                reasons: vec!["two cluster UUIDs".into()],
+            },
+            vec![
+                node("galera-0", "aaaa", 12),
+                node("galera-1", "aaaa", 10),
+                node("galera-2", "bbbb", 30),
+            ],
+        );
+        r.diagnoses.push(Diagnosis {
+            code: "galera-all-down".into(),
+            severity: Severity::Critical,
+            summary: "Every node is down".into(),
+            details: vec![],
+            remedy: None,
+            instance: None,
+        });
+        let boot = |node: &str, force: bool| RepairRequest {
+            bootstrap: Some(node.into()),
+            force,
+            job: "repair-x".into(),
+            ..RepairRequest::default()
+        };
+        let p = plan(&r, &boot("galera-0", false));
+        assert_eq!(p.refusals[0].gate, "bootstrap-ambiguous");
+        assert!(p.refusals[0].overridable);
+        // Not the most advanced of its own lineage: never.
+        let p = plan(&r, &boot("galera-1", true));
+        assert_eq!(p.refusals[0].gate, "bootstrap-not-most-advanced");
+        assert!(!p.refusals[0].overridable);
+        // Forced: galera-2's data directory is archived after the scale-down, before any flag.
+        let p = plan(&r, &boot("galera-0", true));
+        assert!(p.executable(), "{p:?}");
+        assert_eq!(p.escrow.len(), 1);
+        assert_eq!(p.escrow[0].instance, "galera-2");
+        assert_eq!(p.escrow[0].method, "datadir");
+        assert_eq!(p.escrow[0].kind, "diverged");
+        let a = actions(&p);
+        let scale = a.iter().position(|x| *x == "statefulset.scale").unwrap();
+        let capture = a.iter().position(|x| *x == "escrow.datadir").unwrap();
+        let flags = a.iter().position(|x| *x == "helper.run").unwrap();
+        assert!(scale < capture && capture < flags, "{a:?}");
+        assert!(!a.contains(&"escrow.backup"), "{a:?}");
+        // An unknown position still blocks, forced or not.
+        r.instances[1].seqno = None;
+        let p = plan(&r, &boot("galera-0", true));
+        assert_eq!(p.refusals[0].gate, "authority-undeterminable");
+    }
+
+    #[test]
     fn galera_steps_suspend_and_resume_around_each_reseed_as_executed() {
         let r = report(
             "galera",
@@ -1351,6 +1530,8 @@ mod escrow_tests {
                     state: InstanceState::Healthy,
                     advice: String::new(),
                     remedy: None,
+                    lineage: None,
+                    seqno: None,
                 },
                 crate::InstanceAssessment {
                     name: "pg-2".into(),
@@ -1362,6 +1543,8 @@ mod escrow_tests {
                     state: InstanceState::NeedsRestart,
                     advice: String::new(),
                     remedy: None,
+                    lineage: None,
+                    seqno: None,
                 },
             ],
             diagnoses: Vec::new(),

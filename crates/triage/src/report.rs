@@ -159,6 +159,12 @@ pub struct InstanceAssessment {
     pub advice: String,
     /// The command to run for this instance, if any.
     pub remedy: Option<String>,
+    /// Galera: the node's authoritative cluster UUID (its history's lineage), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<String>,
+    /// Galera: the node's authoritative seqno, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seqno: Option<i64>,
 }
 
 /// How bad a diagnosis is.

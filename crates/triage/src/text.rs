@@ -179,6 +179,8 @@ mod tests {
                 state: InstanceState::NeedsReseed,
                 advice: "on an old timeline".into(),
                 remedy: Some("hasteward repair …".into()),
+                lineage: None,
+                seqno: None,
             }],
             diagnoses: vec![Diagnosis {
                 code: "cnpg-replica-old-timeline".into(),

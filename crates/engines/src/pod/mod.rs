@@ -10,6 +10,7 @@
 //! User-supplied values (user names, database names) are separate argv elements, never part of
 //! the script text.
 
+pub mod archive;
 pub mod cnpg;
 pub mod galera;
 mod mongo;

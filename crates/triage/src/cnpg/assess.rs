@@ -143,6 +143,8 @@ fn assess(
         state: judgement.state,
         advice: judgement.advice,
         remedy: judgement.remedy,
+        lineage: None,
+        seqno: None,
     };
     (assessment, diagnosis)
 }

@@ -64,6 +64,8 @@ pub(crate) fn assess(
                 state: v.state,
                 advice: v.advice,
                 remedy: v.remedy,
+                lineage: node.uuid.as_ref().map(|u| u.value.clone()),
+                seqno: node.seqno.as_ref().map(|s| s.value),
             }
         })
         .collect()
