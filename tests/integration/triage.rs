@@ -1641,6 +1641,29 @@ fn repair_reseeds_a_middle_galera_node_while_the_others_serve() {
         g
     });
 
+    // The dry run prints the per-node plan and sends no mutation.
+    let (code, env) = repair_no_mutation(
+        &sim,
+        dir.path(),
+        "galera",
+        &["--instance", "galera-1", "--dry-run"],
+    );
+    assert_eq!(code, 0, "{env:#}");
+    assert_eq!(
+        plan_targets(&env),
+        [("galera-1".to_string(), "reseed".to_string())]
+    );
+    let actions: Vec<&str> = env["data"]["plan"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"statefulset.orphan") && actions.contains(&"escrow.backup"),
+        "{actions:?}"
+    );
+
     let repo = Repo::new();
     let kubeconfig = dir.path().join("kubeconfig").display().to_string();
     let mut args: Vec<String> = [
