@@ -8,6 +8,7 @@ mod environment;
 mod failures;
 mod kube;
 mod repair;
+mod repository;
 mod retention;
 mod round_trip;
 mod triage;

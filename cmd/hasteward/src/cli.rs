@@ -59,6 +59,11 @@ pub enum Command {
     Prune(PruneArgs),
     /// Re-read a snapshot and compare it with its recorded checksum.
     Verify(VerifyArgs),
+    /// Copy snapshots to another repository (`restic copy`), creating it with the same chunker
+    /// parameters; optionally apply retention there.
+    Sync(SyncArgs),
+    /// Check a repository's integrity (`restic check`, optionally reading a subset of the data).
+    Check(CheckArgs),
     /// Read-only diagnosis of a CNPG or Galera cluster: facts, authority, verdict, advice.
     Triage(TriageArgs),
     /// Heal a CNPG or Galera cluster: triage, plan, check the safety gates, escrow, act.
@@ -335,6 +340,19 @@ pub struct PruneArgs {
     pub filter: FilterArgs,
     #[command(flatten)]
     pub repo: RepoArgs,
+    #[command(flatten)]
+    pub keep: KeepArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Show what would be removed; change nothing.
+    #[arg(long, env = "HASTEWARD_DRY_RUN")]
+    pub dry_run: bool,
+}
+
+/// Retention rules.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Retention")]
+pub struct KeepArgs {
     /// Keep the newest N snapshots of each backup set.
     #[arg(long, env = "HASTEWARD_KEEP_LAST")]
     pub keep_last: Option<u32>,
@@ -357,9 +375,72 @@ pub struct PruneArgs {
     /// "30 days but never fewer than 5".
     #[arg(long, env = "HASTEWARD_KEEP_WITHIN")]
     pub keep_within: Option<String>,
-    /// Show what would be removed; change nothing.
+}
+
+impl KeepArgs {
+    /// Whether any rule is given.
+    pub fn any(&self) -> bool {
+        self.keep_last.is_some()
+            || self.keep_hourly.is_some()
+            || self.keep_daily.is_some()
+            || self.keep_weekly.is_some()
+            || self.keep_monthly.is_some()
+            || self.keep_yearly.is_some()
+            || self.keep_within.is_some()
+    }
+}
+
+/// Waiting for a locked repository.
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// How long to wait, in seconds, when another process holds the repository locked
+    /// (retrying with backoff; restic's provably stale locks are removed, live ones never).
+    #[arg(long, default_value_t = 600, env = "HASTEWARD_LOCK_WAIT")]
+    pub lock_wait: u64,
+}
+
+/// `sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// The destination repository (created, with the source's chunker parameters, if missing).
+    #[arg(long, env = "HASTEWARD_TO_REPO", help_heading = "Destination")]
+    pub to_repo: String,
+    /// The destination's own password file.
+    #[arg(long, env = "HASTEWARD_TO_PASSWORD_FILE", help_heading = "Destination")]
+    pub to_password_file: PathBuf,
+    /// Retention applied to the destination after the copy (any --keep-* flag turns it on).
+    #[command(flatten)]
+    pub keep: KeepArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Show what would be copied; change nothing.
     #[arg(long, env = "HASTEWARD_DRY_RUN")]
     pub dry_run: bool,
+}
+
+/// `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Also read this part of the data: `n/t`, `p%` or a size (`500M`).
+    #[arg(long, env = "HASTEWARD_READ_DATA_SUBSET")]
+    pub read_data_subset: Option<String>,
+    /// Read the data in T rotating parts, one per day (today's part of `n/T`): T daily checks
+    /// read everything once.
+    #[arg(
+        long,
+        value_name = "T",
+        conflicts_with = "read_data_subset",
+        env = "HASTEWARD_ROTATE"
+    )]
+    pub rotate: Option<u32>,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 /// `verify`.

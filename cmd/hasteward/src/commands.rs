@@ -9,7 +9,7 @@ use hasteward_engines::target::Target;
 use hasteward_engines::Error;
 use hasteward_exec::CancellationToken;
 use hasteward_model::{validate_name, DbType, Engine, ExitCode, SnapshotKind, SnapshotLabels};
-use hasteward_restic::{Credentials, KeepPolicy, Restic};
+use hasteward_restic::{Credentials, Restic};
 use serde_json::json;
 
 use crate::cli::{
@@ -50,6 +50,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Snapshots(_) => "snapshots",
         Command::Prune(_) => "prune",
         Command::Verify(_) => "verify",
+        Command::Sync(_) => "sync",
+        Command::Check(_) => "check",
         Command::Triage(_) => "triage",
         Command::Repair(_) => "repair",
         Command::Demo(_) => "demo",
@@ -59,7 +61,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Backup(a) => backup(&cli, a, &mut rep, &cancel).await,
         Command::Restore(a) => restore(&cli, a, &mut rep, &cancel).await,
         Command::Snapshots(a) => snapshots(&cli, a, &mut rep).await,
-        Command::Prune(a) => prune(&cli, a, &mut rep).await,
+        Command::Prune(a) => prune(&cli, a, &mut rep, &cancel).await,
+        Command::Sync(a) => crate::repository::sync(&cli, a, &mut rep, &cancel).await,
+        Command::Check(a) => crate::repository::check(&cli, a, &mut rep, &cancel).await,
         Command::Verify(a) => verify(&cli, a, &mut rep, &cancel).await,
         Command::Triage(a) => crate::triage::run(&cli, a, &mut rep).await,
         Command::Repair(a) => crate::repair::run(&cli, a, &mut rep, &cancel).await,
@@ -464,7 +468,10 @@ async fn restore(
     Ok(rep.succeed(data, &text))
 }
 
-fn filter_tags(f: &FilterArgs, default_kind: Option<&str>) -> Result<Vec<(String, String)>, Error> {
+pub(crate) fn filter_tags(
+    f: &FilterArgs,
+    default_kind: Option<&str>,
+) -> Result<Vec<(String, String)>, Error> {
     let mut tags = Vec::new();
     if let Some(e) = f.engine {
         tags.push(("engine".into(), engine(e).as_str().into()));
@@ -521,27 +528,23 @@ async fn snapshots(cli: &Cli, a: &SnapshotsArgs, rep: &mut Reporter) -> Result<E
     Ok(rep.succeed(json!({ "snapshots": snaps }), &text))
 }
 
-async fn prune(cli: &Cli, a: &PruneArgs, rep: &mut Reporter) -> Result<ExitCode, Error> {
+async fn prune(
+    cli: &Cli,
+    a: &PruneArgs,
+    rep: &mut Reporter,
+    cancel: &CancellationToken,
+) -> Result<ExitCode, Error> {
     let tags = filter_tags(&a.filter, Some("backup"))?;
-    if let Some(w) = &a.keep_within {
-        if !KeepPolicy::valid_duration(w) {
-            return Err(usage(format!(
-                "invalid --keep-within `{w}` (use a duration like 30d, 12h, 1y6m)"
-            )));
-        }
-    }
-    let policy = KeepPolicy {
-        keep_last: a.keep_last,
-        keep_hourly: a.keep_hourly,
-        keep_daily: a.keep_daily,
-        keep_weekly: a.keep_weekly,
-        keep_monthly: a.keep_monthly,
-        keep_yearly: a.keep_yearly,
-        keep_within: a.keep_within.clone(),
-    };
+    let policy = crate::repository::keep_policy(&a.keep)?;
     let restic = open_repo(cli, &a.repo).await?;
+    let wait = crate::repository::lock_wait(&a.lock, rep, cancel);
     let result = rep
-        .step("retention", flows::prune(&restic, tags, &policy, a.dry_run))
+        .step(
+            "retention",
+            hasteward_engines::repository::with_lock_retry(&restic, &wait, || {
+                flows::prune(&restic, tags.clone(), &policy, a.dry_run)
+            }),
+        )
         .await?;
     let text = format!(
         "{}kept {}, removed {}{}",

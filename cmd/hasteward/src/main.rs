@@ -5,6 +5,7 @@ mod commands;
 mod demo;
 mod output;
 mod repair;
+mod repository;
 mod targets;
 mod triage;
 

@@ -112,6 +112,18 @@ impl Reporter {
         }
     }
 
+    /// A note for people while something waits (stderr); logged otherwise.
+    pub fn notifier(&self) -> Box<dyn Fn(&str) + Send + Sync> {
+        let human = self.format == OutputFormat::Human;
+        Box::new(move |message: &str| {
+            if human {
+                eprintln!("{message}");
+            } else {
+                tracing::info!("{message}");
+            }
+        })
+    }
+
     /// A progress callback drawing one line on stderr, when a person is watching.
     pub fn progress(&self) -> Option<ProgressFn> {
         if self.format != OutputFormat::Human || !std::io::stderr().is_terminal() {

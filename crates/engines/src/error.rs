@@ -18,6 +18,15 @@ pub enum Error {
     /// A repair was interrupted (Ctrl-C, SIGTERM) between steps.
     #[error("{0}")]
     RepairCancelled(String),
+    /// An operation was interrupted (Ctrl-C, SIGTERM) before it changed anything.
+    #[error("{0}")]
+    Cancelled(String),
+    /// A sync finished without every snapshot in the destination.
+    #[error("{0}")]
+    SyncIncomplete(String),
+    /// `restic check` found the repository damaged.
+    #[error("{0}")]
+    RepositoryDamaged(String),
     /// A tool hasteward runs is not installed.
     #[error("`{tool}` not found on PATH: {hint}")]
     ToolMissing {
@@ -85,7 +94,10 @@ impl Error {
         match self {
             Self::Usage(_) => ExitCode::Usage,
             Self::Refused(_) => ExitCode::Refused,
-            Self::RepairFailed(_) | Self::RepairCancelled(_) => ExitCode::Failed,
+            Self::RepairFailed(_) | Self::RepairCancelled(_) | Self::Cancelled(_) => {
+                ExitCode::Failed
+            }
+            Self::RepositoryDamaged(_) | Self::SyncIncomplete(_) => ExitCode::Failed,
             Self::ToolMissing { .. } | Self::Database { .. } => ExitCode::Dependency,
             Self::Restic(R::NotInstalled { .. } | R::UnknownVersion { .. }) => ExitCode::Dependency,
             Self::Restic(R::NoPassword | R::NoRepository | R::Setup { .. }) => ExitCode::Usage,
@@ -105,7 +117,9 @@ impl Error {
             Self::Usage(_) => "usage",
             Self::Refused(_) => "refused",
             Self::RepairFailed(_) => "repair.failed",
-            Self::RepairCancelled(_) => "cancelled",
+            Self::RepairCancelled(_) | Self::Cancelled(_) => "cancelled",
+            Self::RepositoryDamaged(_) => "repository.damaged",
+            Self::SyncIncomplete(_) => "sync.incomplete",
             Self::ToolMissing { .. } => "dependency.missing",
             Self::Database { .. } => "database.unreachable",
             Self::Restic(e) => e.category(),

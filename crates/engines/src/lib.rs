@@ -11,6 +11,7 @@ pub mod flows;
 pub mod linefilter;
 pub mod pod;
 pub mod repair;
+pub mod repository;
 pub mod secrets;
 pub mod standalone;
 pub mod target;

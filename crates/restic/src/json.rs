@@ -24,6 +24,8 @@ pub struct Snapshot {
     pub paths: Vec<String>,
     /// restic version that wrote it (0.17+).
     pub program_version: Option<String>,
+    /// The id of the snapshot this one was copied from (`restic copy`).
+    pub original: Option<String>,
 }
 
 impl Snapshot {

@@ -70,6 +70,9 @@ pub struct Restic {
     global_args: Vec<String>,
 }
 
+/// How long tagging a committed snapshot waits for other processes' locks.
+pub const TAG_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl Restic {
     /// Finds the binary, reads its version, and checks that a repository and a password source
     /// exist. Nothing touches the repository yet.
@@ -348,7 +351,8 @@ impl Restic {
 
     /// Adds `key=value` tags to a snapshot and returns the id of the rewritten snapshot (restic
     /// saves it under a new id and removes the old one). `tag` needs the exclusive lock, so a
-    /// lock held by a concurrent backup is retried with bounded backoff.
+    /// lock held by a concurrent backup is retried with bounded backoff for up to
+    /// [`TAG_LOCK_WAIT`].
     ///
     /// Finding the new id costs another repository open (~0.7 s of key derivation) unless it
     /// can be had cheaper: restic >= 0.18 prints it with `--json`; for a local repository the
@@ -369,12 +373,15 @@ impl Restic {
         spec = spec.arg(id);
         let local_dir = self.local_snapshots_dir();
         let before = local_dir.as_deref().and_then(list_dir);
+        // The snapshot is already committed; only its checksum tags wait. Another backup's
+        // shared lock blocks `tag` until that backup ends, so wait as long as a backup may take.
         let mut delay = std::time::Duration::from_millis(500);
         let mut attempt = 0;
+        let started = std::time::Instant::now();
         let output = loop {
             match self.run("tag", spec.clone()).await {
                 Ok(out) => break out,
-                Err(e) if e.is_transient() && attempt < 8 => {
+                Err(e) if e.is_transient() && started.elapsed() < TAG_LOCK_WAIT => {
                     attempt += 1;
                     tracing::info!(attempt, "repository busy, retrying tag in {:?}", delay);
                     tokio::time::sleep(delay).await;
