@@ -47,6 +47,12 @@ pub enum KeepFence {
 /// One change, and how to undo it.
 #[derive(Debug)]
 enum Change {
+    /// A fence request whose outcome is unknown (interrupted mid-request).
+    FencePending {
+        namespace: String,
+        cluster: String,
+        instance: String,
+    },
     Fence {
         fences: Fences,
         keep: KeepFence,
@@ -130,15 +136,33 @@ impl<'k> Operation<'k> {
         instance: &str,
         keep: KeepFence,
     ) -> Result<bool> {
-        let fences = fencing::fence(
+        // Recorded first: if this request is interrupted, the undo says the fence may be there.
+        let pending = || Change::FencePending {
+            namespace: namespace.into(),
+            cluster: cluster.into(),
+            instance: instance.into(),
+        };
+        self.record(pending());
+        let fenced = fencing::fence(
             self.kube,
             namespace,
             cluster,
             std::slice::from_ref(&instance.to_string()),
         )
-        .await?;
+        .await;
+        let mut journal = self.journal.lock().expect("journal");
+        journal.retain(|c| !matches!(c, Change::FencePending { instance: i, .. } if i == instance));
+        let fences = match fenced {
+            Ok(f) => f,
+            // Rejected by the API (a definite answer): nothing was fenced.
+            Err(e @ hasteward_k8s::Error::Api { .. }) => return Err(e.into()),
+            Err(e) => {
+                journal.push(pending());
+                return Err(e.into());
+            }
+        };
         let already = fences.added.is_empty();
-        self.record(Change::Fence { fences, keep });
+        journal.push(Change::Fence { fences, keep });
         Ok(already)
     }
 
@@ -261,9 +285,21 @@ impl<'k> Operation<'k> {
             namespace: spec.namespace.clone(),
             name: name.clone(),
         });
-        self.kube.create_helper_pod(&pod).await?;
+        // Set before the request: a create interrupted midway may have started the helper.
         if destructive {
             self.destructive_from_here();
+        }
+        if let Err(e) = self.kube.create_helper_pod(&pod).await {
+            // Whether the helper exists decides whether anything destructive may have started.
+            let never_existed = matches!(e, hasteward_k8s::Error::Api { .. })
+                || matches!(
+                    self.kube.pod(&spec.namespace, &name).await,
+                    Err(hasteward_k8s::Error::NotFound { .. })
+                );
+            if destructive && never_existed {
+                *self.destructive.lock().expect("destructive") = false;
+            }
+            return Err(e.into());
         }
         let outcome = self
             .kube
@@ -340,7 +376,7 @@ impl<'k> Operation<'k> {
             ))),
             Err(e) if !changed => Err(e),
             // A gate checked midway (nothing destroyed, everything put back) is still a refusal.
-            Err(Error::Refused(m)) if !destructive && undo_errors.is_empty() => {
+            Err(Error::Refused(m)) if !destructive && undo_errors.is_empty() && note.is_empty() => {
                 Err(Error::Refused(join(
                     &m,
                     "nothing was changed (what this run had changed is put back)",
@@ -391,9 +427,24 @@ impl<'k> Operation<'k> {
         destructive: bool,
     ) -> Result<Option<String>> {
         match change {
+            Change::FencePending {
+                namespace,
+                cluster,
+                instance,
+            } => {
+                return Ok(Some(format!(
+                    "the request fencing {instance} was interrupted, so it may be fenced now: look at the cnpg.io/fencedInstances annotation of Cluster {namespace}/{cluster}"
+                )))
+            }
             Change::Helper { namespace, name } => {
+                // Gone for good before the next undo touches the same volume.
                 match self.kube.delete_pod(namespace, name).await {
-                    Ok(_) | Err(hasteward_k8s::Error::NotFound { .. }) => {}
+                    Ok(uid) => {
+                        self.kube
+                            .wait_pod_gone(namespace, name, uid.as_deref(), HELPER_GONE_WAIT)
+                            .await?
+                    }
+                    Err(hasteward_k8s::Error::NotFound { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -432,13 +483,15 @@ impl<'k> Operation<'k> {
                 let stays = match keep {
                     KeepFence::Never => false,
                     KeepFence::AfterDestructiveFailure => failed && destructive,
-                    KeepFence::Always => true,
+                    // The plan keeps it after the work; work that stopped before destroying
+                    // anything puts the cluster back as it was.
+                    KeepFence::Always => !failed || destructive,
                 };
                 if stays && !fences.added.is_empty() {
                     return Ok(Some(format!(
                         "{} stays fenced on purpose{}: lift it with `kubectl -n {} annotate cluster {} cnpg.io/fencedInstances-` (or remove just its name from the list) once it is dealt with",
                         fences.added.join(", "),
-                        if failed { " (its data directory may be half written)" } else { "" },
+                        if failed && destructive { " (its data directory may be half written)" } else { "" },
                         fences.namespace,
                         fences.cluster
                     )));
@@ -449,6 +502,9 @@ impl<'k> Operation<'k> {
         Ok(None)
     }
 }
+
+/// How long undoing a helper waits for its pod to be gone.
+const HELPER_GONE_WAIT: Duration = Duration::from_secs(120);
 
 /// How often putting back one change is tried.
 const UNDO_ATTEMPTS: u32 = 3;

@@ -227,9 +227,11 @@ pub async fn cnpg_prune_wal(
         KeepFence::AfterDestructiveFailure
     };
     let op = Operation::new(kube, cancel.clone());
-    let (log, note) = op
+    let mut fenced_before = false;
+    let (log, mut note) = op
         .run(async {
-            op.fence_cnpg_instance(&w.namespace, &w.cluster, &w.instance, keep)
+            fenced_before = op
+                .fence_cnpg_instance(&w.namespace, &w.cluster, &w.instance, keep)
                 .await?;
             op.disable_reconciliation(&cluster).await?;
             free_volume(&op, kube, &w.namespace, &w.instance, w.timeout).await?;
@@ -273,7 +275,15 @@ pub async fn cnpg_prune_wal(
             Ok(log)
         })
         .await?;
-    if !w.keep_fenced {
+    if fenced_before {
+        note = join_notes(
+            &note,
+            &format!(
+                "{} was fenced before this run and stays fenced (not waited for)",
+                w.instance
+            ),
+        );
+    } else if !w.keep_fenced {
         op.cancellable("waiting for the relieved instance", async {
             kube.wait_pod_ready(&w.namespace, &w.instance, "postgres", None, w.timeout)
                 .await
@@ -351,10 +361,14 @@ async fn free_volume(
         Err(hasteward_k8s::Error::NotFound { .. }) => {}
         Err(e) => return Err(Error::from(e)),
     }
-    if kube.pod(namespace, pod).await.is_ok() {
-        return Err(Error::RepairFailed(format!(
-            "a new {pod} pod appeared while its operator was quiesced: not touching its volume"
-        )));
+    match kube.pod(namespace, pod).await {
+        Err(hasteward_k8s::Error::NotFound { .. }) => {}
+        Ok(_) => {
+            return Err(Error::RepairFailed(format!(
+                "a new {pod} pod appeared while its operator was quiesced: not touching its volume"
+            )))
+        }
+        Err(e) => return Err(e.into()),
     }
     Ok(())
 }
@@ -509,7 +523,20 @@ pub async fn galera_bootstrap(
     })?;
     let mark = format!("{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
     let op = Operation::new(kube, cancel.clone());
-    let (log, note) = op
+    let force_requested = std::sync::atomic::AtomicBool::new(false);
+    let clear_force = || async {
+        let cleared = kube
+            .patch_mariadb(&b.namespace, &b.cluster, &force_bootstrap(None))
+            .await;
+        match cleared {
+            Ok(()) => "forceClusterBootstrapInPod was cleared".to_string(),
+            Err(e) => format!(
+                "forceClusterBootstrapInPod could NOT be cleared ({e}): remove it by hand (`kubectl -n {} edit mariadb {}`)",
+                b.namespace, b.cluster
+            ),
+        }
+    };
+    let ran = op
         .run(async {
             op.suspend_mariadb(&cr).await?;
             op.scale(&b.namespace, &b.cluster, 0).await?;
@@ -576,11 +603,25 @@ pub async fn galera_bootstrap(
                 .await?;
                 log.push_str(&format!("{node}: safe_to_bootstrap: {flag}\n"));
             }
+            force_requested.store(true, std::sync::atomic::Ordering::SeqCst);
             op.force_bootstrap(&b.namespace, &b.cluster, &b.node)
                 .await?;
             Ok(log)
         })
-        .await?;
+        .await;
+    // The force field must not outlive this run, whatever went wrong once it was requested
+    // (the operation clears it on failure, but not when only putting something back failed).
+    let (log, note) = match ran {
+        Ok(v) => v,
+        Err(e) if force_requested.load(std::sync::atomic::Ordering::SeqCst) => {
+            let cleared = clear_force().await;
+            return Err(match e {
+                Error::RepairCancelled(m) => Error::RepairCancelled(format!("{m}; {cleared}")),
+                other => Error::RepairFailed(format!("{}; {cleared}", other)),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     // The cluster is starting (scale and suspension put back by the operation). The force
     // field goes once it is up, or the wait gave up or was cancelled: it must not outlive this
     // bootstrap.
@@ -593,24 +634,21 @@ pub async fn galera_bootstrap(
             Ok(())
         })
         .await;
-    let cleared = kube
-        .patch_mariadb(&b.namespace, &b.cluster, &force_bootstrap(None))
-        .await;
+    let cleared = clear_force().await;
     match waited {
         Err(Error::RepairCancelled(m)) => {
             return Err(Error::RepairCancelled(format!(
-                "{m} (the bootstrap itself was done; forceClusterBootstrapInPod {})",
-                if cleared.is_ok() {
-                    "was cleared"
-                } else {
-                    "could NOT be cleared: remove it by hand"
-                }
+                "{m} (the bootstrap itself was done; {cleared})"
             )))
         }
-        Err(e) => return Err(Error::RepairFailed(format!("after the bootstrap: {e}"))),
+        Err(e) => {
+            return Err(Error::RepairFailed(format!(
+                "after the bootstrap: {e}; {cleared}"
+            )))
+        }
+        Ok(()) if !cleared.ends_with("was cleared") => return Err(Error::RepairFailed(cleared)),
         Ok(()) => {}
     }
-    cleared.map_err(|e| failed(e.into()))?;
     Ok((log, note))
 }
 

@@ -114,11 +114,12 @@ pub async fn sync(
         path: None,
         host: Some(SNAPSHOT_HOST.into()),
     };
-    let wanted = source.snapshots(&filter).await?;
-    let existing = match destination.snapshots(&filter).await {
+    let wanted = with_lock_retry(source, wait, || source.snapshots(&filter)).await?;
+    let existing = match with_lock_retry(destination, wait, || destination.snapshots(&filter)).await
+    {
         Ok(list) => Some(list),
-        Err(hasteward_restic::Error::RepositoryMissing { .. }) => None,
-        Err(e) => return Err(e.into()),
+        Err(Error::Restic(hasteward_restic::Error::RepositoryMissing { .. })) => None,
+        Err(e) => return Err(e),
     };
     // A snapshot's identity across copies: the id it was first saved under. restic records it
     // as `original` on a copy, and on a re-tagged snapshot (hasteward tags each backup with its
@@ -152,14 +153,19 @@ pub async fn sync(
     let before = if result.created {
         0
     } else {
-        destination.stats().await?.total_size
+        with_lock_retry(destination, wait, || destination.stats())
+            .await?
+            .total_size
     };
     if !missing.is_empty() {
         with_lock_retry(destination, wait, || destination.copy_from(source, &filter)).await?;
     }
-    let after = destination.stats().await?.total_size;
+    let after = with_lock_retry(destination, wait, || destination.stats())
+        .await?
+        .total_size;
     result.bytes_added = Some(after.saturating_sub(before));
-    let now_there = present(&destination.snapshots(&filter).await?);
+    let now_there =
+        present(&with_lock_retry(destination, wait, || destination.snapshots(&filter)).await?);
     let lost: Vec<&str> = wanted
         .iter()
         .filter(|s| !now_there.contains(&identity(s)))
@@ -227,7 +233,13 @@ pub async fn check(restic: &Restic, subset: Option<&str>, wait: &LockWait) -> Re
             seconds: started.elapsed().as_secs_f64(),
             report,
         }),
-        Err(Error::Restic(hasteward_restic::Error::Failed { outcome, .. })) => {
+        // Only restic's verdict on the data is damage; any other failure (a backend outage,
+        // a killed restic) stays what it is.
+        Err(Error::Restic(hasteward_restic::Error::Failed { outcome, .. }))
+            if outcome.stderr_tail.contains("repository contains errors")
+                || outcome.stderr_tail.contains("does not exist")
+                || outcome.stderr_tail.contains("error for tree") =>
+        {
             let findings: Vec<&str> = outcome
                 .stderr_tail
                 .lines()

@@ -18,6 +18,9 @@ use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use crate::client::Target;
 use crate::{Error, Kube, Result};
 
+/// How long one renewal (read and write) may take.
+const RENEW_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a lease lasts without renewal.
 pub const LEASE_DURATION: Duration = Duration::from_secs(60);
 
@@ -203,7 +206,9 @@ async fn renew_loop(
     let mut wait = LEASE_DURATION / 3;
     loop {
         tokio::time::sleep(wait).await;
-        let renewed = async {
+        // Each request is bounded: a hung connection must count as a failed renewal, not stall
+        // the loop past the lease's expiry.
+        let renewed = tokio::time::timeout(RENEW_REQUEST_TIMEOUT, async {
             let mut lease = api.get(&name).await.map_err(|_| Renewal::Failed)?;
             let spec = lease.spec.as_mut().ok_or(Renewal::Taken)?;
             if spec.holder_identity.as_deref() != Some(identity.as_str()) {
@@ -213,8 +218,9 @@ async fn renew_loop(
             api.replace(&name, &PostParams::default(), &lease)
                 .await
                 .map_err(|_| Renewal::Failed)
-        }
-        .await;
+        })
+        .await
+        .unwrap_or(Err(Renewal::Failed));
         match renewed {
             Ok(_) => {
                 last_renewed = tokio::time::Instant::now();

@@ -5,8 +5,14 @@
 //! crash recovery starts at REDO, so the instance's own data never needs them. What else might:
 //! - a replica still replaying from before REDO would need them to stream (it would have to be
 //!   reseeded): refused unless `--force`;
-//! - segments not yet archived (`archive_status/<seg>.ready`) would leave a hole in the WAL
-//!   archive, so point-in-time recovery past it is lost: refused unless `--force`.
+//! - segments not yet archived would leave a hole in the WAL archive, so point-in-time recovery
+//!   past it is lost: refused unless `--force`. When archiving is in use (any status file in
+//!   `archive_status`), a segment counts as archived only with its `.done` file.
+//!
+//! Refused outright: a `backup_label` in the data directory (the instance is still in its first
+//! recovery after a base backup, which starts at that label's checkpoint, not `pg_control`'s),
+//! and `pg_wal` on a separate volume (CloudNativePG `walStorage`), which the helper does not
+//! mount.
 //!
 //! History files, `.partial` and `.backup` files are kept, and so is everything from REDO on.
 
@@ -21,6 +27,10 @@ use super::parse::{parse_controldata, parse_lsn};
 pub const LISTING_SCRIPT: &str = r#"set -eu
 d=/var/lib/postgresql/data/pgdata
 LC_ALL=C pg_controldata -D "$d"
+echo "--- pg_wal_link"
+if [ -L "$d/pg_wal" ]; then readlink "$d/pg_wal"; fi
+echo "--- backup_label"
+if [ -f "$d/backup_label" ]; then head -n 5 "$d/backup_label"; fi
 echo "--- pg_wal"
 for f in "$d"/pg_wal/*; do [ -f "$f" ] && echo "${f##*/}"; done
 echo "--- archive_status"
@@ -42,7 +52,7 @@ esac
 case "$CUTOFF" in *[!0-9A-F]*) echo "hasteward: bad cutoff" >&2; exit 2 ;; esac
 if [ -f "$d/postmaster.pid" ]; then
   pid=$(head -n 1 "$d/postmaster.pid")
-  if [ -n "$pid" ] && grep -q postgres "/proc/$pid/cmdline" 2>/dev/null; then
+  if [ -n "$pid" ] && [ "$pid" != "$$" ] && grep -q postgres "/proc/$pid/cmdline" 2>/dev/null; then
     echo "hasteward: a server still runs on $d; not touching it" >&2; exit 1
   fi
 fi
@@ -73,8 +83,12 @@ pub struct WalListing {
     pub redo_file: String,
     /// Whole segment files in `pg_wal` (24 hex digits), sorted.
     pub segments: Vec<String>,
-    /// Segments whose archive status is `.ready` (not archived yet).
+    /// Segments not archived yet (archiving in use and no `.done` status file).
     pub not_archived: BTreeSet<String>,
+    /// Where `pg_wal` points when it is a symlink (a separate WAL volume).
+    pub separate_wal: Option<String>,
+    /// Whether a `backup_label` is in the data directory.
+    pub backup_label: bool,
     /// Free space on the volume, KiB.
     pub free_kib: Option<u64>,
 }
@@ -104,7 +118,10 @@ pub fn parse_listing(output: &str) -> Result<WalListing, String> {
         .filter(|f| is_segment(f))
         .ok_or("pg_controldata printed no REDO WAL file")?;
     let mut segments = Vec::new();
-    let mut not_archived = BTreeSet::new();
+    let mut ready = BTreeSet::new();
+    let mut done = BTreeSet::new();
+    let mut separate_wal = None;
+    let mut backup_label = false;
     let mut free_kib = None;
     let mut saw_listing = false;
     for section in sections {
@@ -119,12 +136,24 @@ pub fn parse_listing(output: &str) -> Result<WalListing, String> {
                         .map(String::from),
                 );
             }
-            "archive_status" => not_archived.extend(
-                body.lines()
-                    .filter_map(|l| l.trim().strip_suffix(".ready"))
-                    .filter(|s| is_segment(s))
-                    .map(String::from),
-            ),
+            "archive_status" => {
+                for l in body.lines().map(str::trim) {
+                    if let Some(seg) = l.strip_suffix(".ready").filter(|s| is_segment(s)) {
+                        ready.insert(seg.to_string());
+                    }
+                    if let Some(seg) = l.strip_suffix(".done").filter(|s| is_segment(s)) {
+                        done.insert(seg.to_string());
+                    }
+                }
+            }
+            "pg_wal_link" => {
+                separate_wal = body
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .map(String::from)
+            }
+            "backup_label" => backup_label = body.lines().any(|l| !l.trim().is_empty()),
             "df" => {
                 free_kib = body
                     .lines()
@@ -139,12 +168,24 @@ pub fn parse_listing(output: &str) -> Result<WalListing, String> {
         return Err("the helper printed no pg_wal listing".into());
     }
     segments.sort();
+    let archiving = !ready.is_empty() || !done.is_empty();
+    let not_archived = if archiving {
+        segments
+            .iter()
+            .filter(|s| !done.contains(*s))
+            .cloned()
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     Ok(WalListing {
         cluster_state: data.cluster_state,
         redo_lsn,
         redo_file,
         segments,
         not_archived,
+        separate_wal,
+        backup_label,
         free_kib,
     })
 }
@@ -192,6 +233,20 @@ pub fn select(
     replicas: &[ReplicaPosition],
     force: bool,
 ) -> Result<WalSelection, WalRefusal> {
+    if let Some(target) = &listing.separate_wal {
+        return Err(WalRefusal {
+            gate: "wal-relief-separate-wal-volume",
+            message: format!(
+                "pg_wal is on a separate volume ({target}, CloudNativePG walStorage), which WAL relief does not mount: grow that volume instead"
+            ),
+        });
+    }
+    if listing.backup_label {
+        return Err(WalRefusal {
+            gate: "wal-relief-backup-label",
+            message: "the data directory has a backup_label: the instance is still in its first recovery after a base backup, which needs WAL from that backup's checkpoint on. Grow the volume, or reseed the instance".into(),
+        });
+    }
     let remove: Vec<String> = listing
         .segments
         .iter()
@@ -288,10 +343,18 @@ Latest checkpoint's TimeLineID:       1
             5,
             "history and backup files are not segments"
         );
+        // Archiving is in use (status files exist): only 06 has its `.done`.
         assert_eq!(
             l.not_archived.iter().collect::<Vec<_>>(),
-            vec!["000000010000000000000008"]
+            vec![
+                "000000010000000000000007",
+                "000000010000000000000008",
+                "000000010000000000000009",
+                "00000001000000000000000A"
+            ]
         );
+        assert_eq!(l.separate_wal, None);
+        assert!(!l.backup_label);
         assert_eq!(l.free_kib, Some(1000));
     }
 
@@ -332,8 +395,45 @@ Latest checkpoint's TimeLineID:       1
         }];
         assert!(select(&archived, &caught_up, false).is_ok());
         let forced = select(&l, &behind, true).unwrap();
-        assert_eq!(forced.not_archived, vec!["000000010000000000000008"]);
+        assert_eq!(
+            forced.not_archived,
+            vec!["000000010000000000000007", "000000010000000000000008"]
+        );
         assert_eq!(forced.replicas_behind.len(), 1);
+    }
+
+    #[test]
+    fn without_archiving_nothing_counts_as_unarchived() {
+        let no_status = LISTING.replace(
+            "000000010000000000000006.done\n000000010000000000000008.ready\n",
+            "",
+        );
+        let l = parse_listing(&no_status).unwrap();
+        assert!(l.not_archived.is_empty());
+        assert!(select(&l, &[], false).is_ok());
+    }
+
+    #[test]
+    fn a_backup_label_or_a_separate_wal_volume_is_refused() {
+        let labelled = LISTING.replace(
+            "--- pg_wal\n",
+            "--- backup_label\nSTART WAL LOCATION: 0/5000028 (file 000000010000000000000005)\n--- pg_wal\n",
+        );
+        let l = parse_listing(&labelled).unwrap();
+        assert!(l.backup_label);
+        assert_eq!(
+            select(&l, &[], true).unwrap_err().gate,
+            "wal-relief-backup-label"
+        );
+        let linked = LISTING.replace(
+            "--- pg_wal\n",
+            "--- pg_wal_link\n/var/lib/postgresql/wal/pg_wal\n--- pg_wal\n",
+        );
+        let l = parse_listing(&linked).unwrap();
+        assert_eq!(
+            select(&l, &[], true).unwrap_err().gate,
+            "wal-relief-separate-wal-volume"
+        );
     }
 
     #[test]
