@@ -273,6 +273,8 @@ fn wal_relief_frees_a_full_primarys_volume_gated_on_archiving_and_it_starts_agai
             "{h} left behind"
         );
     }
+    // Everything it did is allowed by the least-privilege repair Role.
+    crate::kube::assert_role_allows("hasteward-repair", &sim.requests());
 }
 
 #[test]
@@ -384,6 +386,7 @@ fn ctrl_c_during_a_reseed_puts_everything_back_and_leaves_the_instance_fenced() 
         2,
         "escrow and diverged capture kept"
     );
+    crate::kube::assert_role_allows("hasteward-repair", &sim.requests());
 }
 
 #[test]
@@ -929,4 +932,5 @@ fn a_forced_bootstrap_across_two_lineages_archives_the_other_one_first() {
             "hasteward-galera"
         )
         .is_none());
+    crate::kube::assert_role_allows("hasteward-repair", &sim.requests());
 }

@@ -1722,6 +1722,7 @@ fn repair_reseeds_a_middle_galera_node_while_the_others_serve() {
         .is_none());
     assert_eq!(g.wsrep_state(0), "Synced");
     assert_eq!(g.wsrep_state(2), "Synced");
+    crate::kube::assert_role_allows("hasteward-repair", &sim.requests());
 }
 
 #[test]
