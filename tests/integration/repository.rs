@@ -278,3 +278,98 @@ fn a_prune_waits_for_running_backups_and_the_repository_stays_whole() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn restore_drills_restore_into_a_throwaway_server_check_it_and_leave_nothing_behind() {
+    use hasteward_testkit::MariaDb;
+    // PostgreSQL.
+    let pg = Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE shop");
+    pg.psql(
+        "shop",
+        "CREATE TABLE orders AS SELECT g AS id FROM generate_series(1, 1234) g; CREATE TABLE empty_one (x int)",
+    );
+    let repo = Repo::new();
+    let pw = secret_file(repo.dir.path(), "db.pw", pg.password());
+    backup(&pg, &repo, &pw, "main");
+    let drill = |set: &[&str], extra: &[&str]| {
+        let mut a: Vec<String> = ["verify", "--restore-test"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(set.iter().map(|s| s.to_string()));
+        a.extend(repo.args());
+        a.extend(extra.iter().map(|s| s.to_string()));
+        json_run(&a)
+    };
+    let pg_set = ["-e", "standalone", "--db-type", "postgres", "-c", "main"];
+    let (code, env, err) = drill(
+        &pg_set,
+        &[
+            "--assert-database",
+            "shop",
+            "--assert-sql",
+            "SELECT count(*) = 1234 FROM orders",
+        ],
+    );
+    assert_eq!(code, 0, "{env}\n{err}");
+    let shop = env["data"]["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "shop")
+        .cloned()
+        .unwrap_or_else(|| panic!("{env}"));
+    assert_eq!(shop["tables"], 2);
+    assert_eq!(shop["rows"], 1234);
+    assert!(env["data"]["restoreSeconds"].as_f64().unwrap() > 0.0);
+    eprintln!("postgres drill: {} s", env["data"]["restoreSeconds"]);
+    // A false assertion fails the drill, with its answer.
+    let (code, env, _) = drill(
+        &pg_set,
+        &[
+            "--assert-database",
+            "shop",
+            "--assert-sql",
+            "SELECT count(*) = 1 FROM orders",
+        ],
+    );
+    assert_eq!(code, 1, "{env}");
+    assert_eq!(env["errors"][0]["code"], "drill.failed");
+    assert!(env["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("returned `f`"));
+    // The source server was never touched, and no drill server is left running.
+    assert_eq!(pg.psql("shop", "SELECT count(*) FROM orders"), "1234");
+    assert!(
+        pids_with("hasteward-drill-").is_empty(),
+        "a drill server outlived its run"
+    );
+
+    // MariaDB.
+    let maria = MariaDb::start();
+    maria.sql(
+        None,
+        "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY); INSERT INTO shop.orders VALUES (1), (2), (3)",
+    );
+    let mpw = secret_file(repo.dir.path(), "maria.pw", maria.password());
+    let mut args = vec!["backup".to_string()];
+    args.extend(maria_args(&maria, &mpw, "maria"));
+    args.extend(repo.args());
+    let (code, out, err) = run(&args, None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, env, err) = drill(
+        &["-e", "standalone", "--db-type", "mariadb", "-c", "maria"],
+        &["--assert-sql", "SELECT COUNT(*) = 3 FROM orders"],
+    );
+    assert_eq!(code, 0, "{env}\n{err}");
+    let shop = &env["data"]["databases"][0];
+    assert_eq!(shop["name"], "shop", "{env}");
+    assert_eq!(shop["rows"], 3);
+    eprintln!("mariadb drill: {} s", env["data"]["restoreSeconds"]);
+    assert!(
+        pids_with("hasteward-drill-").is_empty(),
+        "a drill server outlived its run"
+    );
+}

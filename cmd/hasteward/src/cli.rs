@@ -456,6 +456,17 @@ pub struct VerifyArgs {
     /// Verify the per-database snapshot of this database.
     #[arg(long, value_name = "NAME", env = "HASTEWARD_DATABASE")]
     pub database: Option<String>,
+    /// Restore drill: restore the snapshot into a throwaway local server of its database type
+    /// and check it (every database has tables and rows; the assertions hold); reports the
+    /// restore's duration.
+    #[arg(long, env = "HASTEWARD_RESTORE_TEST")]
+    pub restore_test: bool,
+    /// Restore drill: SQL that must return true (repeatable), e.g. `SELECT count(*) > 0 FROM orders`.
+    #[arg(long, value_name = "SQL", requires = "restore_test")]
+    pub assert_sql: Vec<String>,
+    /// Restore drill: the database the assertions run in (default: the first restored one).
+    #[arg(long, value_name = "NAME", requires = "restore_test")]
+    pub assert_database: Option<String>,
 }
 
 /// `demo`.

@@ -568,6 +568,9 @@ async fn verify(
 ) -> Result<ExitCode, Error> {
     let (labels, _db) = selected_labels(&a.set, a.database.as_deref())?;
     let restic = open_repo(cli, &a.repo).await?;
+    if a.restore_test {
+        return restore_drill(&restic, a, &labels, rep, cancel).await;
+    }
     let result = rep
         .step(
             "verify",
@@ -585,5 +588,65 @@ async fn verify(
         human_bytes(result.bytes),
         &result.actual_sha256[..16]
     );
+    Ok(rep.succeed(serde_json::to_value(&result).unwrap_or_default(), &text))
+}
+
+/// `verify --restore-test`.
+async fn restore_drill(
+    restic: &Restic,
+    a: &VerifyArgs,
+    labels: &SnapshotLabels,
+    rep: &mut Reporter,
+    cancel: &CancellationToken,
+) -> Result<ExitCode, Error> {
+    let settings = StreamSettings {
+        stall_timeout: Some(Duration::from_secs(1800)),
+        progress: rep.progress(),
+        cancel: cancel.clone(),
+    };
+    let options = hasteward_engines::drill::DrillOptions {
+        assertions: a.assert_sql.clone(),
+        assert_database: a.assert_database.clone(),
+    };
+    let drilled = rep
+        .step(
+            "restore-drill",
+            hasteward_engines::drill::restore_drill(
+                restic,
+                labels,
+                &SnapshotSelector::parse(&a.snapshot),
+                &settings,
+                &options,
+            ),
+        )
+        .await;
+    let result = match drilled {
+        Ok(r) => r,
+        Err(Error::DrillFailed { message, result }) => {
+            return Ok(rep.fail(
+                ExitCode::Failed,
+                "drill.failed",
+                &message,
+                false,
+                serde_json::to_value(&*result).unwrap_or_default(),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    let mut text = format!(
+        "restore drill of snapshot {} passed: restored {} in {:.1} s (recovery time)",
+        &result.snapshot_id[..8.min(result.snapshot_id.len())],
+        human_bytes(result.bytes),
+        result.restore_seconds
+    );
+    for d in &result.databases {
+        text.push_str(&format!(
+            "\n  {}: {} tables, {} rows",
+            d.name, d.tables, d.rows
+        ));
+    }
+    for x in &result.assertions {
+        text.push_str(&format!("\n  assertion holds: {}", x.sql));
+    }
     Ok(rep.succeed(serde_json::to_value(&result).unwrap_or_default(), &text))
 }

@@ -21,6 +21,14 @@ pub enum Error {
     /// An operation was interrupted (Ctrl-C, SIGTERM) before it changed anything.
     #[error("{0}")]
     Cancelled(String),
+    /// A restore drill found problems.
+    #[error("{message}")]
+    DrillFailed {
+        /// What failed.
+        message: String,
+        /// The findings.
+        result: Box<crate::drill::DrillResult>,
+    },
     /// A sync finished without every snapshot in the destination.
     #[error("{0}")]
     SyncIncomplete(String),
@@ -97,7 +105,9 @@ impl Error {
             Self::RepairFailed(_) | Self::RepairCancelled(_) | Self::Cancelled(_) => {
                 ExitCode::Failed
             }
-            Self::RepositoryDamaged(_) | Self::SyncIncomplete(_) => ExitCode::Failed,
+            Self::RepositoryDamaged(_) | Self::SyncIncomplete(_) | Self::DrillFailed { .. } => {
+                ExitCode::Failed
+            }
             Self::ToolMissing { .. } | Self::Database { .. } => ExitCode::Dependency,
             Self::Restic(R::NotInstalled { .. } | R::UnknownVersion { .. }) => ExitCode::Dependency,
             Self::Restic(R::NoPassword | R::NoRepository | R::Setup { .. }) => ExitCode::Usage,
@@ -120,6 +130,7 @@ impl Error {
             Self::RepairCancelled(_) | Self::Cancelled(_) => "cancelled",
             Self::RepositoryDamaged(_) => "repository.damaged",
             Self::SyncIncomplete(_) => "sync.incomplete",
+            Self::DrillFailed { .. } => "drill.failed",
             Self::ToolMissing { .. } => "dependency.missing",
             Self::Database { .. } => "database.unreachable",
             Self::Restic(e) => e.category(),

@@ -5,6 +5,7 @@
 //! commands run is the runner's business, and the one streaming rule lives in
 //! [`hasteward_exec::pump`].
 
+pub mod drill;
 mod error;
 pub mod fenced;
 pub mod flows;
@@ -12,6 +13,7 @@ pub mod linefilter;
 pub mod pod;
 pub mod repair;
 pub mod repository;
+pub mod scratch;
 pub mod secrets;
 pub mod standalone;
 pub mod target;
