@@ -123,6 +123,31 @@ fn sync_creates_the_copy_with_the_same_chunker_copies_once_and_applies_retention
     );
     assert_eq!(dest_with_own.snapshots().len(), 1);
     assert_eq!(source.snapshots().len(), 4, "the source is never pruned");
+    // A source snapshot re-tagged after it was copied is not "already there": its new tags go
+    // over too.
+    let tagged = source.restic(&["tag", "--add", "reviewed=yes", "latest"]);
+    assert!(
+        tagged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tagged.stderr)
+    );
+    let latest = source.snapshots().last().unwrap()["short_id"].clone();
+    let (code, env, err) = json_run(&sync(&["--keep-last", "1"]));
+    assert_eq!(code, 0, "{env}\n{err}");
+    assert!(
+        env["data"]["sync"]["copied"]
+            .as_array()
+            .unwrap()
+            .contains(&latest),
+        "{env}"
+    );
+    let kept = dest_with_own.snapshots();
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == "reviewed=yes"));
     // The copy is usable: verify re-reads it against its recorded checksum.
     let mut verify: Vec<String> = [
         "verify",

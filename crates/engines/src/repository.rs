@@ -124,9 +124,14 @@ pub async fn sync(
     // A snapshot's identity across copies: the id it was first saved under. restic records it
     // as `original` on a copy, and on a re-tagged snapshot (hasteward tags each backup with its
     // checksum, which saves it under a new id), and keeps an existing `original` when copying.
-    let identity =
-        |s: &hasteward_restic::Snapshot| s.original.clone().unwrap_or_else(|| s.id.clone());
-    let present = |list: &[hasteward_restic::Snapshot]| -> HashSet<String> {
+    // The tags count too: a copy taken before its source got its checksum tags is not the
+    // tagged snapshot (restic's copy compares them the same way).
+    let identity = |s: &hasteward_restic::Snapshot| {
+        let mut tags = s.tags.clone();
+        tags.sort();
+        (s.original.clone().unwrap_or_else(|| s.id.clone()), tags)
+    };
+    let present = |list: &[hasteward_restic::Snapshot]| -> HashSet<(String, Vec<String>)> {
         list.iter().map(identity).collect()
     };
     let there = present(existing.as_deref().unwrap_or_default());
