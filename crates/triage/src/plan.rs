@@ -723,6 +723,26 @@ fn escrow_steps(plan: &RepairPlan, ns: &str, db: &str) -> Vec<PlanStep> {
         .collect()
 }
 
+/// Fence the instance, turn reconciliation off, delete its pod: what precedes every CNPG step
+/// that works on an instance's volume.
+fn cnpg_quiesce_steps(cr: &str, pod: &str, instance: &str) -> [PlanStep; 3] {
+    [
+        step("fence.add", cr.into(), format!("add {instance} to cnpg.io/fencedInstances (read-modify-write with resourceVersion; other fences kept)"), true, false),
+        step("reconciliation.disable", cr.into(), "cnpg.io/reconciliationLoop: disabled, so the operator does not recreate the pod and race for the PVC".into(), true, false),
+        step("pod.delete", pod.into(), format!("delete {instance} to free its PVC"), true, false),
+    ]
+}
+
+fn reconciliation_enable_step(cr: &str) -> PlanStep {
+    step(
+        "reconciliation.enable",
+        cr.into(),
+        "remove cnpg.io/reconciliationLoop (on every path)".into(),
+        true,
+        false,
+    )
+}
+
 fn cnpg_steps(plan: &RepairPlan) -> Vec<PlanStep> {
     let ns = &plan.namespace;
     let cluster = &plan.cluster;
@@ -754,25 +774,11 @@ fn cnpg_steps(plan: &RepairPlan) -> Vec<PlanStep> {
             Remediation::PruneWal => {
                 let cr = format!("Cluster {ns}/{cluster}");
                 let pvc = format!("PersistentVolumeClaim {ns}/{}", t.instance);
-                steps.push(step("fence.add", cr.clone(), format!("add {} to cnpg.io/fencedInstances (read-modify-write with resourceVersion; other fences kept)", t.instance), true, false));
-                steps.push(step("reconciliation.disable", cr.clone(), "cnpg.io/reconciliationLoop: disabled, so the operator does not recreate the pod and race for the PVC".into(), true, false));
-                steps.push(step(
-                    "pod.delete",
-                    pod.clone(),
-                    format!("delete {} to free its PVC", t.instance),
-                    true,
-                    false,
-                ));
+                steps.extend(cnpg_quiesce_steps(&cr, &pod, &t.instance));
                 steps.push(step("helper.run", pvc.clone(), "read-only helper pod on the volume: pg_controldata (the last checkpoint's REDO WAL file), the pg_wal and archive_status listings, free space".into(), true, false));
                 steps.push(step("replicas.read", format!("Cluster {ns}/{cluster}"), "each Ready replica's pg_last_wal_replay_lsn(): a replica behind the REDO point still needs that WAL (refused unless --force)".into(), false, false));
                 steps.push(step("helper.run", pvc, "helper pod on the volume: remove the whole WAL segments that sort before the REDO WAL file, and their archive status files; history, .partial and .backup files and everything from REDO on are kept. Segments not archived yet are refused unless --force".into(), true, true));
-                steps.push(step(
-                    "reconciliation.enable",
-                    cr.clone(),
-                    "remove cnpg.io/reconciliationLoop (on every path)".into(),
-                    true,
-                    false,
-                ));
+                steps.push(reconciliation_enable_step(&cr));
                 if t.keep_fenced {
                     steps.push(step("fence.keep", cr, format!("{} stays fenced on purpose (not the operator's primary: CloudNativePG must not rewind it)", t.instance), false, false));
                     continue;
@@ -781,23 +787,9 @@ fn cnpg_steps(plan: &RepairPlan) -> Vec<PlanStep> {
             }
             Remediation::Reseed | Remediation::Bootstrap => {
                 let cr = format!("Cluster {ns}/{cluster}");
-                steps.push(step("fence.add", cr.clone(), format!("add {} to cnpg.io/fencedInstances (read-modify-write with resourceVersion; other fences kept)", t.instance), true, false));
-                steps.push(step("reconciliation.disable", cr.clone(), "cnpg.io/reconciliationLoop: disabled, so the operator does not recreate the pod and race for the PVC".into(), true, false));
-                steps.push(step(
-                    "pod.delete",
-                    pod.clone(),
-                    format!("delete {} to free its PVC", t.instance),
-                    true,
-                    false,
-                ));
+                steps.extend(cnpg_quiesce_steps(&cr, &pod, &t.instance));
                 steps.push(step("helper.run", format!("PersistentVolumeClaim {ns}/{}", t.instance), format!("helper pod (cluster image, owner reference, unique name, deadline, pinned to the PVC's node): empty the data directory and pg_basebackup -R from the primary {primary}"), true, true));
-                steps.push(step(
-                    "reconciliation.enable",
-                    cr.clone(),
-                    "remove cnpg.io/reconciliationLoop (on every path)".into(),
-                    true,
-                    false,
-                ));
+                steps.push(reconciliation_enable_step(&cr));
                 steps.push(step("fence.remove", cr, format!("remove {} from cnpg.io/fencedInstances (only the fence this run added; left in place, with a message, if the reseed failed)", t.instance), true, false));
             }
         }
