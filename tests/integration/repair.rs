@@ -811,54 +811,8 @@ fn a_forced_bootstrap_across_two_lineages_archives_the_other_one_first() {
     );
     assert!(repo.snapshots().is_empty());
 
-    let pods: Vec<Value> = (0..3)
-        .map(|i| {
-            sim.get("v1", "pods", Some(NS), &format!("galera-{i}"))
-                .unwrap()
-        })
-        .collect();
-    let url = sim.url();
     let stop = Arc::new(AtomicBool::new(false));
-    let stopped = stop.clone();
-    let stand_in = std::thread::spawn(move || {
-        let api = SimHttp { url };
-        let get = |path: &str| api.get(path).unwrap_or(Value::Null);
-        let deadline = Instant::now() + Duration::from_secs(240);
-        let mut scaled_down = false;
-        while Instant::now() < deadline && !stopped.load(Ordering::SeqCst) {
-            let sts = get(&format!(
-                "/apis/apps/v1/namespaces/{NS}/statefulsets/galera"
-            ));
-            let cr = get(&format!(
-                "/apis/k8s.mariadb.com/v1alpha1/namespaces/{NS}/mariadbs/galera"
-            ));
-            let replicas = sts["spec"]["replicas"].as_i64().unwrap_or(-1);
-            if replicas == 0 && !scaled_down {
-                for i in 0..3 {
-                    api.delete(&format!("/api/v1/namespaces/{NS}/pods/galera-{i}"));
-                }
-                scaled_down = true;
-            }
-            let force = cr["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"]
-                .as_str()
-                .map(String::from);
-            if scaled_down && replicas == 3 && cr["spec"]["suspend"] == false {
-                if let Some(node) = force {
-                    let first: usize = node.trim_start_matches("galera-").parse().unwrap();
-                    g.bootstrap_node(first);
-                    for i in (0..3).filter(|i| *i != first) {
-                        g.start_node(i);
-                    }
-                    for pod in &pods {
-                        api.recreate_pod(pod, true);
-                    }
-                    return g;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        g
-    });
+    let stand_in = crate::triage::galera_bootstrap_stand_in(&sim, g, stop.clone());
     let (code, out, err) = run(&args(&["--bootstrap", "galera-0", "--force"]), None);
     stop.store(true, Ordering::SeqCst);
     let g = stand_in.join().unwrap();

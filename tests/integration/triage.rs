@@ -1426,6 +1426,63 @@ fn a_failed_reseed_leaves_the_instance_fenced_reconciliation_on_and_no_lease() {
     );
 }
 
+/// Stand-in for the StatefulSet controller and mariadb-operator during a Galera bootstrap: the
+/// pods go when the StatefulSet is scaled to 0; once it is back at 3, resumed, with
+/// `forceClusterBootstrapInPod` set, that node is bootstrapped for real, the others join it, and
+/// the pods come back Ready. Returns the cluster when done, or when `stop` is set.
+pub(crate) fn galera_bootstrap_stand_in(
+    sim: &Simulator,
+    mut g: Galera,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Galera> {
+    let pods: Vec<Value> = (0..3)
+        .map(|i| {
+            sim.get("v1", "pods", Some(NS), &format!("galera-{i}"))
+                .unwrap()
+        })
+        .collect();
+    let url = sim.url();
+    std::thread::spawn(move || {
+        let api = SimHttp { url };
+        let get = |path: &str| api.get(path).unwrap_or(Value::Null);
+        let deadline = Instant::now() + Duration::from_secs(240);
+        let mut scaled_down = false;
+        while Instant::now() < deadline && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let sts = get(&format!(
+                "/apis/apps/v1/namespaces/{NS}/statefulsets/galera"
+            ));
+            let cr = get(&format!(
+                "/apis/k8s.mariadb.com/v1alpha1/namespaces/{NS}/mariadbs/galera"
+            ));
+            let replicas = sts["spec"]["replicas"].as_i64().unwrap_or(-1);
+            if replicas == 0 && !scaled_down {
+                for i in 0..3 {
+                    api.delete(&format!("/api/v1/namespaces/{NS}/pods/galera-{i}"));
+                }
+                scaled_down = true;
+            }
+            let force = cr["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"]
+                .as_str()
+                .map(String::from);
+            if scaled_down && replicas == 3 && cr["spec"]["suspend"] == false {
+                if let Some(node) = force {
+                    let first: usize = node.trim_start_matches("galera-").parse().unwrap();
+                    g.bootstrap_node(first);
+                    for i in (0..3).filter(|i| *i != first) {
+                        g.start_node(i);
+                    }
+                    for pod in &pods {
+                        api.recreate_pod(pod, true);
+                    }
+                    return g;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        g
+    })
+}
+
 #[test]
 fn repair_bootstraps_galera_from_the_most_advanced_node_and_no_committed_row_is_lost() {
     let mut g = Galera::start(3);
@@ -1467,54 +1524,8 @@ fn repair_bootstraps_galera_from_the_most_advanced_node_and_no_committed_row_is_
             ..hasteward_kubesim::PodRun::default()
         });
     }
-    let pods: Vec<Value> = (0..3)
-        .map(|i| {
-            sim.get("v1", "pods", Some(NS), &format!("galera-{i}"))
-                .unwrap()
-        })
-        .collect();
-
-    // Stand-in for the StatefulSet controller and mariadb-operator.
-    let url = sim.url();
-    let stand_in = std::thread::spawn(move || {
-        let api = SimHttp { url };
-        let get = |path: &str| api.get(path).unwrap_or(Value::Null);
-        let deadline = Instant::now() + Duration::from_secs(240);
-        let mut scaled_down = false;
-        while Instant::now() < deadline {
-            let sts = get(&format!(
-                "/apis/apps/v1/namespaces/{NS}/statefulsets/galera"
-            ));
-            let cr = get(&format!(
-                "/apis/k8s.mariadb.com/v1alpha1/namespaces/{NS}/mariadbs/galera"
-            ));
-            let replicas = sts["spec"]["replicas"].as_i64().unwrap_or(-1);
-            if replicas == 0 && !scaled_down {
-                for i in 0..3 {
-                    api.delete(&format!("/api/v1/namespaces/{NS}/pods/galera-{i}"));
-                }
-                scaled_down = true;
-            }
-            let force = cr["spec"]["galera"]["recovery"]["forceClusterBootstrapInPod"]
-                .as_str()
-                .map(String::from);
-            if scaled_down && replicas == 3 && cr["spec"]["suspend"] == false {
-                if let Some(node) = force {
-                    let first: usize = node.trim_start_matches("galera-").parse().unwrap();
-                    g.bootstrap_node(first);
-                    for i in (0..3).filter(|i| *i != first) {
-                        g.start_node(i);
-                    }
-                    for pod in &pods {
-                        api.recreate_pod(pod, true);
-                    }
-                    return g;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        g
-    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stand_in = galera_bootstrap_stand_in(&sim, g, stop.clone());
 
     let kubeconfig = dir.path().join("kubeconfig").display().to_string();
     let args: Vec<String> = [
@@ -1539,6 +1550,7 @@ fn repair_bootstraps_galera_from_the_most_advanced_node_and_no_committed_row_is_
     .map(|s| s.to_string())
     .collect();
     let (code, out, err) = run(&args, None);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let g = stand_in.join().unwrap();
     assert_eq!(code, 0, "{out}\n{err}");
     // Every committed row is on every node.

@@ -77,17 +77,12 @@ pub async fn cnpg_reseed(
             r.instance, r.namespace, r.cluster
         )));
     }
-    let image = cluster.image_name.clone().ok_or_else(|| {
-        Error::Refused(format!(
-            "Cluster {}/{} has no spec.imageName for the reseed helper pod",
-            r.namespace, r.cluster
-        ))
-    })?;
-    let node = kube
-        .pod(&r.namespace, &r.instance)
-        .await
-        .ok()
-        .and_then(|p| p.spec.and_then(|s| s.node_name));
+    let image = helper_image(
+        &cluster.image_name,
+        ("Cluster", &r.namespace, &r.cluster, "spec.imageName"),
+        "reseed helper pod",
+    )?;
+    let node = node_of(kube, &r.namespace, &r.instance).await;
     let op = Operation::new(kube, cancel.clone());
     let mut fenced_before = false;
     let (log, mut note) = op
@@ -194,18 +189,13 @@ pub async fn cnpg_prune_wal(
     use hasteward_triage::cnpg::walrelief;
     let cluster = kube.cnpg_cluster(&w.namespace, &w.cluster).await?;
     crate::fenced::require_reconciliation_on(&cluster)?;
-    let image = cluster.image_name.clone().ok_or_else(|| {
-        Error::Refused(format!(
-            "Cluster {}/{} has no spec.imageName for the WAL relief helper pods",
-            w.namespace, w.cluster
-        ))
-    })?;
+    let image = helper_image(
+        &cluster.image_name,
+        ("Cluster", &w.namespace, &w.cluster, "spec.imageName"),
+        "WAL relief helper pods",
+    )?;
     let replicas = replica_positions(kube, &w.namespace, &cluster, &w.instance).await?;
-    let node = kube
-        .pod(&w.namespace, &w.instance)
-        .await
-        .ok()
-        .and_then(|p| p.spec.and_then(|s| s.node_name));
+    let node = node_of(kube, &w.namespace, &w.instance).await;
     let helper = |prefix: &str, purpose: &str, script: &str| HelperSpec {
         node_name: node.clone(),
         owner: cluster.owner_reference(),
@@ -338,6 +328,28 @@ async fn replica_positions(
         }
     }
     Ok(out)
+}
+
+/// The image a helper pod runs: the cluster's own, so the tools match the data (else a refusal
+/// naming the resource and its field).
+fn helper_image(
+    image: &Option<String>,
+    (kind, namespace, name, field): (&str, &str, &str, &str),
+    purpose: &str,
+) -> Result<String> {
+    image.clone().ok_or_else(|| {
+        Error::Refused(format!(
+            "{kind} {namespace}/{name} has no {field} for the {purpose}"
+        ))
+    })
+}
+
+/// The node `pod` runs on (a helper on its RWO volume must land there too), if known.
+async fn node_of(kube: &Kube, namespace: &str, pod: &str) -> Option<String> {
+    kube.pod(namespace, pod)
+        .await
+        .ok()
+        .and_then(|p| p.spec.and_then(|s| s.node_name))
 }
 
 /// Deletes `pod` (if present) and waits until it is gone, then checks that nothing recreated it:
@@ -515,12 +527,11 @@ pub async fn galera_bootstrap(
     cancel: &CancellationToken,
 ) -> Result<(String, String)> {
     let cr = kube.mariadb(&b.namespace, &b.cluster).await?;
-    let image = cr.image.clone().ok_or_else(|| {
-        Error::Refused(format!(
-            "MariaDB {}/{} has no spec.image for the bootstrap helper pods",
-            b.namespace, b.cluster
-        ))
-    })?;
+    let image = helper_image(
+        &cr.image,
+        ("MariaDB", &b.namespace, &b.cluster, "spec.image"),
+        "bootstrap helper pods",
+    )?;
     let mark = format!("{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
     let op = Operation::new(kube, cancel.clone());
     let force_requested = std::sync::atomic::AtomicBool::new(false);
@@ -693,18 +704,13 @@ pub async fn galera_reseed(
     cancel: &CancellationToken,
 ) -> Result<(String, String)> {
     let cr = kube.mariadb(&r.namespace, &r.cluster).await?;
-    let image = cr.image.clone().ok_or_else(|| {
-        Error::Refused(format!(
-            "MariaDB {}/{} has no spec.image for the reset helper pod",
-            r.namespace, r.cluster
-        ))
-    })?;
+    let image = helper_image(
+        &cr.image,
+        ("MariaDB", &r.namespace, &r.cluster, "spec.image"),
+        "reset helper pod",
+    )?;
     let saved = kube.statefulset(&r.namespace, &r.cluster).await?;
-    let node_name = kube
-        .pod(&r.namespace, &r.node)
-        .await
-        .ok()
-        .and_then(|p| p.spec.and_then(|s| s.node_name));
+    let node_name = node_of(kube, &r.namespace, &r.node).await;
     let op = Operation::new(kube, cancel.clone());
     let (log, note) = op
         .run(async {
