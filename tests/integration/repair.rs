@@ -37,7 +37,7 @@ fn repair_args(dir: &Path, extra: &[&str]) -> Vec<String> {
         "-n",
         NS,
         "--heal-timeout",
-        "60",
+        "180",
         "-o",
         "json",
     ]
