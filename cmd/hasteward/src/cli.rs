@@ -462,10 +462,20 @@ pub struct VerifyArgs {
     #[arg(long, env = "HASTEWARD_RESTORE_TEST")]
     pub restore_test: bool,
     /// Restore drill: SQL that must return true (repeatable), e.g. `SELECT count(*) > 0 FROM orders`.
-    #[arg(long, value_name = "SQL", requires = "restore_test")]
+    #[arg(
+        long,
+        value_name = "SQL",
+        requires = "restore_test",
+        env = "HASTEWARD_ASSERT_SQL"
+    )]
     pub assert_sql: Vec<String>,
     /// Restore drill: the database the assertions run in (default: the first restored one).
-    #[arg(long, value_name = "NAME", requires = "restore_test")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "restore_test",
+        env = "HASTEWARD_ASSERT_DATABASE"
+    )]
     pub assert_database: Option<String>,
 }
 
