@@ -20,3 +20,7 @@ lint:
 # Cluster tests (need a real Kubernetes cluster; not part of CI).
 e2e:
     cargo test --workspace -- --ignored
+
+# Regenerate the CRD YAML from the Rust types (a test fails when it is stale).
+crds:
+    cargo run -q -p hasteward -- crd > deploy/crds/hasteward.yaml

@@ -70,6 +70,8 @@ pub enum Command {
     Repair(RepairArgs),
     /// Run backup → snapshots → verify → restore on a throwaway local PostgreSQL and repository.
     Demo(DemoArgs),
+    /// Print hasteward's CustomResourceDefinitions as YAML (`hasteward crd | kubectl apply -f -`).
+    Crd,
 }
 
 /// Engines.

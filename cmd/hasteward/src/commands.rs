@@ -55,6 +55,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Triage(_) => "triage",
         Command::Repair(_) => "repair",
         Command::Demo(_) => "demo",
+        Command::Crd => "crd",
     };
     let mut rep = Reporter::new(cli.output, name);
     let result = match &cli.command {
@@ -68,6 +69,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Triage(a) => crate::triage::run(&cli, a, &mut rep).await,
         Command::Repair(a) => crate::repair::run(&cli, a, &mut rep, &cancel).await,
         Command::Demo(a) => crate::demo::run(&cli, a, &mut rep, &cancel).await,
+        Command::Crd => {
+            print!("{}", hasteward_api::crds_yaml());
+            Ok(ExitCode::Success)
+        }
     };
     match result {
         Ok(code) => code,

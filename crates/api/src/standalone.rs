@@ -1,0 +1,184 @@
+//! `StandaloneDatabase`: a database that no operator manages — a bare pod or StatefulSet, or a
+//! host reached over TCP — backed up on a schedule.
+// kube's `printcolumn(...)` repeats `type_ = ...` by design; clippy reads that as a duplicate.
+#![allow(clippy::duplicated_attributes)]
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Condition, Retention};
+
+/// The database server's kind.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StandaloneDbType {
+    /// PostgreSQL (`pg_dumpall`).
+    Postgres,
+    /// MySQL (`mysqldump`).
+    Mysql,
+    /// MariaDB (`mariadb-dump`).
+    Mariadb,
+    /// MongoDB (`mongodump --archive`).
+    Mongo,
+}
+
+/// A server reached over TCP from the operator's pod.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostTargetSpec {
+    /// Host name or address, e.g. `pg.db.svc`.
+    #[schemars(length(min = 1))]
+    pub address: String,
+    /// Port (default: the database type's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+}
+
+/// A server inside a pod, reached with `exec`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTargetSpec {
+    /// The pod's name, in the resource's namespace.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The container (default: the pod's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+}
+
+/// Where the database is: exactly one of `host`, `pod`, `statefulSet`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseTarget {
+    /// Over TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostTargetSpec>,
+    /// In a pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodTargetSpec>,
+    /// In the StatefulSet's pod `<name>-0` (`name` is the StatefulSet's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stateful_set: Option<PodTargetSpec>,
+}
+
+/// How hasteward logs in. Pod targets may omit this and use the container's own access
+/// (local socket, the image's environment).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StandaloneCredentials {
+    /// Database user (default: `postgres`, `root`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// A Secret in the resource's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// The Secret's key holding the password (default `password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_key: Option<String>,
+}
+
+/// An inline schedule, for databases without a policy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleSpec {
+    /// 5-field cron or `@daily`-style alias.
+    #[schemars(regex(pattern = r"^\s*(@[a-z]+|\S+(\s+\S+){4,5})\s*$"))]
+    pub backup: String,
+    /// IANA timezone (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Seconds of fixed per-database delay spread (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub jitter_seconds: Option<u32>,
+}
+
+/// A database no operator manages, backed up on a schedule.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "clinic.hasteward.prplanit.com",
+    version = "v1alpha1",
+    kind = "StandaloneDatabase",
+    namespaced,
+    shortname = "sdb",
+    category = "hasteward",
+    status = "StandaloneDatabaseStatus",
+    doc = "A database no operator manages (a pod, a StatefulSet or a host), backed up on a schedule.",
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.dbType"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Last Backup", type_ = "date", json_path = ".status.lastBackup"),
+    printcolumn(
+        name = "Result",
+        type_ = "string",
+        json_path = ".status.lastBackupResult"
+    ),
+    printcolumn(
+        name = "Next",
+        type_ = "date",
+        json_path = ".status.nextBackup",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StandaloneDatabaseSpec {
+    /// The server's kind.
+    pub db_type: StandaloneDbType,
+    /// Where it is.
+    pub target: DatabaseTarget,
+    /// How to log in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<StandaloneCredentials>,
+    /// A `BackupPolicy` name; `schedule`, `retention` and `repositories` here override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Inline schedule (instead of, or overriding, the policy's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleSpec>,
+    /// Retention (overrides the policy's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    /// `BackupRepository` names (override the policy's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<String>,
+    /// Stop scheduling without deleting the resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+}
+
+/// What the operator last did for the database.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StandaloneDatabaseStatus {
+    /// `Ready` (valid and scheduled) and `LastBackupSucceeded`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the last backup ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<String>,
+    /// `success` or `failure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup_result: Option<String>,
+    /// Seconds the last backup took (all repositories).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup_duration_seconds: Option<f64>,
+    /// The snapshot ids of the last successful backup, per repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_snapshots: Vec<String>,
+    /// When the next backup is due (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_backup: Option<String>,
+}
