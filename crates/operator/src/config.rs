@@ -1,0 +1,802 @@
+//! From the watched objects to what should be scheduled: the effective settings of every
+//! target (policy, then overrides), and every problem with them, named so it can become a
+//! status condition and an Event. Pure: the inputs are plain data.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use hasteward_api::{
+    annotations, BackupPolicySpec, BackupRepositorySpec, PolicyMode, Retention,
+    StandaloneDatabaseSpec,
+};
+use hasteward_restic::KeepPolicy;
+
+use crate::schedule::{jitter, Schedule};
+use crate::scheduler::{JobKey, JobKind, JobSpec};
+
+/// Which engine a database target uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TargetEngine {
+    /// A `StandaloneDatabase`.
+    Standalone,
+    /// A CloudNativePG `Cluster` opted in by annotation.
+    Cnpg,
+    /// A MariaDB `MariaDB` (Galera) opted in by annotation.
+    Galera,
+}
+
+impl TargetEngine {
+    /// The engine's name, as in snapshot tags and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standalone => "standalone",
+            Self::Cnpg => "cnpg",
+            Self::Galera => "galera",
+        }
+    }
+}
+
+/// A `StandaloneDatabase` as read.
+#[derive(Debug, Clone)]
+pub struct StandaloneInput {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// The spec.
+    pub spec: StandaloneDatabaseSpec,
+    /// `status.lastBackup`.
+    pub last_backup: Option<DateTime<Utc>>,
+}
+
+/// A CNPG `Cluster` or `MariaDB` as read (only its annotations matter).
+#[derive(Debug, Clone)]
+pub struct AnnotatedInput {
+    /// Cnpg or Galera.
+    pub engine: TargetEngine,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Everything the operator watches, as read.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// `BackupPolicy` specs by name.
+    pub policies: BTreeMap<String, BackupPolicySpec>,
+    /// `BackupRepository` specs by name, with `status.lastCheck`.
+    pub repositories: BTreeMap<String, (BackupRepositorySpec, Option<DateTime<Utc>>)>,
+    /// `StandaloneDatabase`s.
+    pub standalone: Vec<StandaloneInput>,
+    /// Opted-in (or not) CNPG and MariaDB resources.
+    pub annotated: Vec<AnnotatedInput>,
+}
+
+/// Something wrong with a resource's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// CamelCase reason, for conditions and Events.
+    pub reason: &'static str,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+fn problem(reason: &'static str, message: impl Into<String>) -> Problem {
+    Problem {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// The effective backup settings of a database target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupSettings {
+    /// When.
+    pub schedule: Schedule,
+    /// Fixed delay.
+    pub jitter: Duration,
+    /// Into which repositories (names).
+    pub repositories: Vec<String>,
+    /// Retention after each backup (`None`: keep everything).
+    pub retention: Option<KeepPolicy>,
+}
+
+/// One database the operator knows about.
+#[derive(Debug, Clone)]
+pub struct DatabaseTarget {
+    /// Engine.
+    pub engine: TargetEngine,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `metadata.generation` (standalone only).
+    pub generation: Option<i64>,
+    /// The standalone spec, for the runner.
+    pub standalone: Option<StandaloneDatabaseSpec>,
+    /// Backups, when scheduled.
+    pub backup: Option<BackupSettings>,
+    /// Why it is not (fully) scheduled: empty when all is well.
+    pub problems: Vec<Problem>,
+    /// Not scheduled on purpose (`suspend`, `mode: disabled`), with the reason.
+    pub idle: Option<&'static str>,
+    /// When its last backup ended.
+    pub last_backup: Option<DateTime<Utc>>,
+}
+
+impl DatabaseTarget {
+    /// `standalone/db/pg`: the scheduler's target key.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.engine.as_str(), self.namespace, self.name)
+    }
+}
+
+/// One repository with a check schedule.
+#[derive(Debug, Clone)]
+pub struct RepositoryTarget {
+    /// `BackupRepository` name.
+    pub name: String,
+    /// The check schedule and subset, when valid.
+    pub check: Option<(Schedule, Option<String>)>,
+    /// Problems with it.
+    pub problems: Vec<Problem>,
+    /// When its last check ended.
+    pub last_check: Option<DateTime<Utc>>,
+}
+
+impl RepositoryTarget {
+    /// `repository/NAME`.
+    pub fn key(&self) -> String {
+        format!("repository/{}", self.name)
+    }
+}
+
+/// A policy's own verdict and how many databases use it.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyVerdict {
+    /// Problems with the policy itself.
+    pub problems: Vec<Problem>,
+    /// Databases naming it.
+    pub databases: u32,
+}
+
+/// Everything resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    /// Database targets (opted-in only).
+    pub databases: Vec<DatabaseTarget>,
+    /// Repositories.
+    pub repositories: Vec<RepositoryTarget>,
+    /// Policies by name.
+    pub policies: BTreeMap<String, PolicyVerdict>,
+}
+
+impl Desired {
+    /// The jobs to hand to the scheduler.
+    pub fn jobs(&self) -> Vec<JobSpec> {
+        let mut jobs = Vec::new();
+        for db in &self.databases {
+            if let Some(b) = &db.backup {
+                jobs.push(JobSpec {
+                    key: JobKey {
+                        target: db.key(),
+                        kind: JobKind::Backup,
+                    },
+                    schedule: b.schedule.clone(),
+                    jitter: b.jitter,
+                    last_run: db.last_backup,
+                });
+            }
+        }
+        for repo in &self.repositories {
+            if let Some((schedule, _)) = &repo.check {
+                jobs.push(JobSpec {
+                    key: JobKey {
+                        target: repo.key(),
+                        kind: JobKind::Check,
+                    },
+                    schedule: schedule.clone(),
+                    jitter: Duration::zero(),
+                    last_run: repo.last_check,
+                });
+            }
+        }
+        jobs
+    }
+}
+
+/// Resolves every target.
+pub fn resolve(inputs: &Inputs) -> Desired {
+    let mut desired = Desired::default();
+    for (name, spec) in &inputs.policies {
+        desired
+            .policies
+            .insert(name.clone(), policy_verdict(spec, &inputs.repositories));
+    }
+    for db in &inputs.standalone {
+        let target = resolve_standalone(db, inputs);
+        if let Some(policy) = &db.spec.policy {
+            if let Some(v) = desired.policies.get_mut(policy) {
+                v.databases += 1;
+            }
+        }
+        desired.databases.push(target);
+    }
+    for obj in &inputs.annotated {
+        let Some(target) = resolve_annotated(obj, inputs) else {
+            continue;
+        };
+        if let Some(v) = obj
+            .annotations
+            .get(annotations::POLICY)
+            .and_then(|p| desired.policies.get_mut(p))
+        {
+            v.databases += 1;
+        }
+        desired.databases.push(target);
+    }
+    for (name, (spec, last_check)) in &inputs.repositories {
+        let mut problems = Vec::new();
+        let check = spec.check.as_ref().and_then(|c| {
+            let subset = c.read_data_subset.clone().filter(|s| !s.is_empty());
+            if let Some(s) = &subset {
+                let valid = match s.strip_prefix("rotate/") {
+                    Some(n) => n.parse::<u32>().is_ok_and(|n| n > 0),
+                    None => hasteward_engines::repository::valid_subset(s),
+                };
+                if !valid {
+                    problems.push(problem(
+                        "InvalidCheck",
+                        format!("check.readDataSubset `{s}` is not `N%`, `n/t` or `rotate/t`"),
+                    ));
+                    return None;
+                }
+            }
+            match Schedule::parse(&c.schedule, c.timezone.as_deref()) {
+                Ok(s) => Some((s, subset)),
+                Err(e) => {
+                    problems.push(problem("InvalidSchedule", format!("check.schedule: {e}")));
+                    None
+                }
+            }
+        });
+        desired.repositories.push(RepositoryTarget {
+            name: name.clone(),
+            check,
+            problems,
+            last_check: *last_check,
+        });
+    }
+    desired
+}
+
+fn policy_verdict(
+    spec: &BackupPolicySpec,
+    repositories: &BTreeMap<String, (BackupRepositorySpec, Option<DateTime<Utc>>)>,
+) -> PolicyVerdict {
+    let mut problems = Vec::new();
+    for (field, expr) in [
+        ("backupSchedule", &spec.backup_schedule),
+        ("triageSchedule", &spec.triage_schedule),
+    ] {
+        if let Some(expr) = expr {
+            if let Err(e) = Schedule::parse(expr, spec.timezone.as_deref()) {
+                problems.push(problem("InvalidSchedule", format!("{field}: {e}")));
+            }
+        }
+    }
+    for repo in &spec.repositories {
+        if !repositories.contains_key(repo) {
+            problems.push(missing_repository(repo));
+        }
+    }
+    PolicyVerdict {
+        problems,
+        databases: 0,
+    }
+}
+
+fn missing_repository(name: &str) -> Problem {
+    problem(
+        "RepositoryNotFound",
+        format!("BackupRepository `{name}` does not exist: create it or remove it from the list"),
+    )
+}
+
+fn keep_policy(r: &Retention) -> Option<KeepPolicy> {
+    if r.is_empty() {
+        return None;
+    }
+    Some(KeepPolicy {
+        keep_last: r.keep_last,
+        keep_hourly: r.keep_hourly,
+        keep_daily: r.keep_daily,
+        keep_weekly: r.keep_weekly,
+        keep_monthly: r.keep_monthly,
+        keep_yearly: r.keep_yearly,
+        keep_within: r.keep_within.clone(),
+    })
+}
+
+/// The parts both kinds of targets resolve the same way.
+struct Effective<'a> {
+    key: String,
+    schedule: Option<&'a str>,
+    timezone: Option<&'a str>,
+    jitter_seconds: u32,
+    repositories: Vec<String>,
+    retention: Option<Retention>,
+}
+
+fn backup_settings(
+    e: Effective<'_>,
+    inputs: &Inputs,
+    problems: &mut Vec<Problem>,
+) -> Option<BackupSettings> {
+    let Some(expr) = e.schedule else {
+        problems.push(problem(
+            "NoSchedule",
+            "no backup schedule: set spec.schedule.backup or name a policy with backupSchedule",
+        ));
+        return None;
+    };
+    let schedule = match Schedule::parse(expr, e.timezone) {
+        Ok(s) => s,
+        Err(err) => {
+            problems.push(problem("InvalidSchedule", err.to_string()));
+            return None;
+        }
+    };
+    if e.repositories.is_empty() {
+        problems.push(problem(
+            "NoRepository",
+            "no repository: list BackupRepository names in repositories (here or in the policy)",
+        ));
+        return None;
+    }
+    let missing: Vec<_> = e
+        .repositories
+        .iter()
+        .filter(|r| !inputs.repositories.contains_key(*r))
+        .collect();
+    if !missing.is_empty() {
+        problems.extend(missing.iter().map(|r| missing_repository(r)));
+        return None;
+    }
+    Some(BackupSettings {
+        schedule,
+        jitter: jitter(&e.key, e.jitter_seconds),
+        repositories: e.repositories,
+        retention: e.retention.as_ref().and_then(keep_policy),
+    })
+}
+
+fn resolve_standalone(db: &StandaloneInput, inputs: &Inputs) -> DatabaseTarget {
+    let mut target = DatabaseTarget {
+        engine: TargetEngine::Standalone,
+        namespace: db.namespace.clone(),
+        name: db.name.clone(),
+        generation: db.generation,
+        standalone: Some(db.spec.clone()),
+        backup: None,
+        problems: Vec::new(),
+        idle: None,
+        last_backup: db.last_backup,
+    };
+    let t = &db.spec.target;
+    let kinds = [t.host.is_some(), t.pod.is_some(), t.stateful_set.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count();
+    if kinds != 1 {
+        target.problems.push(problem(
+            "InvalidTarget",
+            format!("spec.target must set exactly one of host, pod, statefulSet ({kinds} set)"),
+        ));
+    }
+    for name in [t.pod.as_ref(), t.stateful_set.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        if let Err(e) =
+            hasteward_model::validate_name("spec.target pod/statefulSet name", &name.name)
+        {
+            target.problems.push(problem("InvalidTarget", e));
+        }
+    }
+    let policy = match &db.spec.policy {
+        Some(name) => match inputs.policies.get(name) {
+            Some(p) => Some(p),
+            None => {
+                target.problems.push(problem(
+                    "PolicyNotFound",
+                    format!(
+                        "BackupPolicy `{name}` does not exist: create it or remove spec.policy"
+                    ),
+                ));
+                return target;
+            }
+        },
+        None => None,
+    };
+    if db.spec.suspend == Some(true) {
+        target.idle = Some("Suspended");
+        return target;
+    }
+    if policy.is_some_and(|p| p.mode == PolicyMode::Disabled) {
+        target.idle = Some("PolicyDisabled");
+        return target;
+    }
+    let inline = db.spec.schedule.as_ref();
+    let effective = Effective {
+        key: target.key(),
+        schedule: inline
+            .map(|s| s.backup.as_str())
+            .or_else(|| policy.and_then(|p| p.backup_schedule.as_deref())),
+        timezone: inline
+            .and_then(|s| s.timezone.as_deref())
+            .or_else(|| policy.and_then(|p| p.timezone.as_deref())),
+        jitter_seconds: inline
+            .and_then(|s| s.jitter_seconds)
+            .or_else(|| policy.and_then(|p| p.jitter_seconds))
+            .unwrap_or(0),
+        repositories: if db.spec.repositories.is_empty() {
+            policy.map(|p| p.repositories.clone()).unwrap_or_default()
+        } else {
+            db.spec.repositories.clone()
+        },
+        retention: db
+            .spec
+            .retention
+            .clone()
+            .or_else(|| policy.and_then(|p| p.retention.clone())),
+    };
+    let backup = backup_settings(effective, inputs, &mut target.problems);
+    if target.problems.is_empty() {
+        target.backup = backup;
+    }
+    target
+}
+
+fn resolve_annotated(obj: &AnnotatedInput, inputs: &Inputs) -> Option<DatabaseTarget> {
+    let a = &obj.annotations;
+    let policy_name = a.get(annotations::POLICY)?;
+    if a.get(annotations::EXCLUDE).map(String::as_str) == Some("true") {
+        return None;
+    }
+    let mut target = DatabaseTarget {
+        engine: obj.engine,
+        namespace: obj.namespace.clone(),
+        name: obj.name.clone(),
+        generation: None,
+        standalone: None,
+        backup: None,
+        problems: Vec::new(),
+        idle: None,
+        last_backup: a
+            .get(annotations::LAST_BACKUP)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+    };
+    let Some(policy) = inputs.policies.get(policy_name) else {
+        target.problems.push(problem(
+            "PolicyNotFound",
+            format!(
+                "BackupPolicy `{policy_name}` (annotation {}) does not exist",
+                annotations::POLICY
+            ),
+        ));
+        return Some(target);
+    };
+    let mode = match a.get(annotations::MODE).map(String::as_str) {
+        None => policy.mode,
+        Some("triage") => PolicyMode::Triage,
+        Some("repair") => PolicyMode::Repair,
+        Some("disabled") => PolicyMode::Disabled,
+        Some(other) => {
+            target.problems.push(problem(
+                "InvalidAnnotation",
+                format!(
+                    "{} is `{other}`: use triage, repair or disabled",
+                    annotations::MODE
+                ),
+            ));
+            return Some(target);
+        }
+    };
+    if mode == PolicyMode::Disabled {
+        target.idle = Some("PolicyDisabled");
+        return Some(target);
+    }
+    let mut retention = policy.retention.clone().unwrap_or_default();
+    for (key, slot) in [
+        (annotations::RETENTION_KEEP_LAST, &mut retention.keep_last),
+        (annotations::RETENTION_KEEP_DAILY, &mut retention.keep_daily),
+        (
+            annotations::RETENTION_KEEP_WEEKLY,
+            &mut retention.keep_weekly,
+        ),
+        (
+            annotations::RETENTION_KEEP_MONTHLY,
+            &mut retention.keep_monthly,
+        ),
+    ] {
+        if let Some(v) = a.get(key) {
+            match v.trim().parse::<u32>() {
+                Ok(n) => *slot = Some(n),
+                // The earlier tool dropped these silently; a typo should not mean "keep all".
+                Err(_) => target.problems.push(problem(
+                    "InvalidAnnotation",
+                    format!("{key} is `{v}`: use a whole number"),
+                )),
+            }
+        }
+    }
+    let repositories = match a.get(annotations::REPOSITORIES) {
+        Some(csv) => csv
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        None => policy.repositories.clone(),
+    };
+    let effective = Effective {
+        key: target.key(),
+        schedule: a
+            .get(annotations::BACKUP_SCHEDULE)
+            .map(String::as_str)
+            .or(policy.backup_schedule.as_deref()),
+        timezone: policy.timezone.as_deref(),
+        jitter_seconds: policy.jitter_seconds.unwrap_or(0),
+        repositories,
+        retention: Some(retention),
+    };
+    let backup = backup_settings(effective, inputs, &mut target.problems);
+    if target.problems.is_empty() {
+        target.backup = backup;
+    }
+    Some(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hasteward_api::{
+        DatabaseTarget as TargetSpec, PodTargetSpec, ResticSpec, ScheduleSpec, StandaloneDbType,
+    };
+
+    fn repo() -> BackupRepositorySpec {
+        BackupRepositorySpec {
+            restic: ResticSpec {
+                repository: "/srv/restic".into(),
+                ..ResticSpec::default()
+            },
+            check: None,
+        }
+    }
+
+    fn policy(schedule: &str, repos: &[&str]) -> BackupPolicySpec {
+        BackupPolicySpec {
+            backup_schedule: Some(schedule.into()),
+            repositories: repos.iter().map(|s| s.to_string()).collect(),
+            retention: Some(Retention {
+                keep_last: Some(7),
+                ..Retention::default()
+            }),
+            ..BackupPolicySpec::default()
+        }
+    }
+
+    fn sdb(name: &str, policy: Option<&str>) -> StandaloneInput {
+        StandaloneInput {
+            namespace: "db".into(),
+            name: name.into(),
+            generation: Some(1),
+            spec: StandaloneDatabaseSpec {
+                db_type: StandaloneDbType::Postgres,
+                target: TargetSpec {
+                    pod: Some(PodTargetSpec {
+                        name: format!("{name}-0"),
+                        container: None,
+                    }),
+                    ..TargetSpec::default()
+                },
+                credentials: None,
+                policy: policy.map(String::from),
+                schedule: None,
+                retention: None,
+                repositories: vec![],
+                suspend: None,
+            },
+            last_backup: None,
+        }
+    }
+
+    fn inputs() -> Inputs {
+        let mut i = Inputs::default();
+        i.policies
+            .insert("nightly".into(), policy("0 2 * * *", &["local"]));
+        i.repositories.insert("local".into(), (repo(), None));
+        i
+    }
+
+    #[test]
+    fn a_policy_gives_schedule_repositories_and_retention() {
+        let mut i = inputs();
+        i.standalone.push(sdb("pg", Some("nightly")));
+        let d = resolve(&i);
+        let db = &d.databases[0];
+        assert!(db.problems.is_empty(), "{:?}", db.problems);
+        let b = db.backup.as_ref().unwrap();
+        assert_eq!(b.schedule.expression, "0 2 * * *");
+        assert_eq!(b.repositories, ["local"]);
+        assert_eq!(b.retention.as_ref().unwrap().keep_last, Some(7));
+        assert_eq!(d.policies["nightly"].databases, 1);
+        assert_eq!(d.jobs().len(), 1);
+    }
+
+    #[test]
+    fn inline_settings_override_the_policy() {
+        let mut i = inputs();
+        i.repositories.insert("offsite".into(), (repo(), None));
+        let mut db = sdb("pg", Some("nightly"));
+        db.spec.schedule = Some(ScheduleSpec {
+            backup: "30 3 * * *".into(),
+            timezone: Some("Europe/Berlin".into()),
+            jitter_seconds: Some(60),
+        });
+        db.spec.repositories = vec!["offsite".into()];
+        i.standalone.push(db);
+        let d = resolve(&i);
+        let b = d.databases[0].backup.as_ref().unwrap();
+        assert_eq!(b.schedule.expression, "30 3 * * *");
+        assert_eq!(b.schedule.timezone(), "Europe/Berlin");
+        assert_eq!(b.repositories, ["offsite"]);
+        assert!(b.jitter < Duration::seconds(60));
+    }
+
+    #[test]
+    fn invalid_settings_become_named_problems_and_nothing_is_scheduled() {
+        let mut i = inputs();
+        i.policies
+            .insert("bad".into(), policy("0 0 2 * *  *  *", &["nope"]));
+        i.standalone.push(sdb("a", Some("missing")));
+        i.standalone.push(sdb("b", Some("bad")));
+        let mut c = sdb("c", None);
+        c.spec.target.host = Some(hasteward_api::HostTargetSpec {
+            address: "pg".into(),
+            port: None,
+        });
+        i.standalone.push(c);
+        let d = resolve(&i);
+        let reasons: Vec<Vec<&str>> = d
+            .databases
+            .iter()
+            .map(|t| t.problems.iter().map(|p| p.reason).collect())
+            .collect();
+        assert_eq!(reasons[0], ["PolicyNotFound"]);
+        assert_eq!(reasons[1], ["InvalidSchedule"]);
+        assert_eq!(reasons[2], ["InvalidTarget", "NoSchedule"]);
+        assert!(d.jobs().is_empty());
+        let bad = &d.policies["bad"].problems;
+        assert_eq!(
+            bad.iter().map(|p| p.reason).collect::<Vec<_>>(),
+            ["InvalidSchedule", "RepositoryNotFound"]
+        );
+        assert!(bad[1].message.contains("`nope`"));
+    }
+
+    #[test]
+    fn suspend_and_disabled_are_idle_not_problems() {
+        let mut i = inputs();
+        let mut a = sdb("a", Some("nightly"));
+        a.spec.suspend = Some(true);
+        i.standalone.push(a);
+        i.policies.get_mut("nightly").unwrap().mode = PolicyMode::Triage;
+        let mut off = policy("0 2 * * *", &["local"]);
+        off.mode = PolicyMode::Disabled;
+        i.policies.insert("off".into(), off);
+        i.standalone.push(sdb("b", Some("off")));
+        let d = resolve(&i);
+        assert_eq!(d.databases[0].idle, Some("Suspended"));
+        assert_eq!(d.databases[1].idle, Some("PolicyDisabled"));
+        assert!(d.databases.iter().all(|t| t.problems.is_empty()));
+        assert!(d.jobs().is_empty());
+    }
+
+    #[test]
+    fn annotations_opt_in_override_and_reject_typos() {
+        let mut i = inputs();
+        let ann = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        i.annotated.push(AnnotatedInput {
+            engine: TargetEngine::Cnpg,
+            namespace: "db".into(),
+            name: "pg".into(),
+            annotations: ann(&[
+                (annotations::POLICY, "nightly"),
+                (annotations::BACKUP_SCHEDULE, "0 0 4 * * *"),
+                (annotations::RETENTION_KEEP_DAILY, "14"),
+                (annotations::LAST_BACKUP, "2026-11-22T04:00:09Z"),
+            ]),
+        });
+        i.annotated.push(AnnotatedInput {
+            engine: TargetEngine::Galera,
+            namespace: "db".into(),
+            name: "excluded".into(),
+            annotations: ann(&[
+                (annotations::POLICY, "nightly"),
+                (annotations::EXCLUDE, "true"),
+            ]),
+        });
+        i.annotated.push(AnnotatedInput {
+            engine: TargetEngine::Galera,
+            namespace: "db".into(),
+            name: "unannotated".into(),
+            annotations: BTreeMap::new(),
+        });
+        i.annotated.push(AnnotatedInput {
+            engine: TargetEngine::Galera,
+            namespace: "db".into(),
+            name: "typo".into(),
+            annotations: ann(&[
+                (annotations::POLICY, "nightly"),
+                (annotations::RETENTION_KEEP_LAST, "seven"),
+            ]),
+        });
+        let d = resolve(&i);
+        assert_eq!(d.databases.len(), 2);
+        let pg = &d.databases[0];
+        assert_eq!(pg.key(), "cnpg/db/pg");
+        let b = pg.backup.as_ref().unwrap();
+        assert_eq!(b.schedule.expression, "0 4 * * *");
+        let keep = b.retention.as_ref().unwrap();
+        assert_eq!((keep.keep_last, keep.keep_daily), (Some(7), Some(14)));
+        assert_eq!(
+            pg.last_backup.unwrap().to_rfc3339(),
+            "2026-11-22T04:00:09+00:00"
+        );
+        let typo = &d.databases[1];
+        assert_eq!(typo.problems[0].reason, "InvalidAnnotation");
+        assert!(typo.backup.is_none());
+        assert_eq!(d.policies["nightly"].databases, 2);
+    }
+
+    #[test]
+    fn repository_checks_are_scheduled_and_validated() {
+        let mut i = inputs();
+        let mut good = repo();
+        good.check = Some(hasteward_api::CheckSpec {
+            schedule: "0 5 * * 0".into(),
+            timezone: None,
+            read_data_subset: Some("rotate/7".into()),
+        });
+        let mut bad = repo();
+        bad.check = Some(hasteward_api::CheckSpec {
+            schedule: "0 5 * * 0".into(),
+            timezone: None,
+            read_data_subset: Some("lots".into()),
+        });
+        i.repositories.insert("good".into(), (good, None));
+        i.repositories.insert("bad".into(), (bad, None));
+        let d = resolve(&i);
+        let by_name: BTreeMap<_, _> = d
+            .repositories
+            .iter()
+            .map(|r| (r.name.as_str(), r))
+            .collect();
+        assert!(by_name["good"].check.is_some());
+        assert_eq!(by_name["bad"].problems[0].reason, "InvalidCheck");
+        assert_eq!(d.jobs().len(), 1);
+    }
+}
