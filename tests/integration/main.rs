@@ -7,6 +7,7 @@ mod support;
 mod environment;
 mod failures;
 mod kube;
+mod operator;
 mod repair;
 mod repository;
 mod retention;

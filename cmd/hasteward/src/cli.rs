@@ -72,6 +72,60 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print hasteward's CustomResourceDefinitions as YAML (`hasteward crd | kubectl apply -f -`).
     Crd,
+    /// Run the operator: watch the CRDs and annotated databases, run backups and checks on
+    /// their schedules (only the replica holding the leader Lease runs anything).
+    Serve(ServeArgs),
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Watch databases in this namespace only (default: all namespaces).
+    #[arg(long, env = "HASTEWARD_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Namespace of the leader Lease (default: POD_NAMESPACE, else the kubeconfig's namespace).
+    #[arg(long, env = "HASTEWARD_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        default_value = "hasteward-operator",
+        env = "HASTEWARD_LEASE_NAME"
+    )]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (default: POD_NAME or HOSTNAME, plus the pid).
+    #[arg(long, env = "HASTEWARD_IDENTITY")]
+    pub identity: Option<String>,
+    /// Address of `/metrics`, `/livez` and `/readyz`.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "HASTEWARD_LISTEN")]
+    pub listen: std::net::SocketAddr,
+    /// Operations running at a time, in all.
+    #[arg(long, default_value_t = 4, env = "HASTEWARD_CONCURRENCY")]
+    pub concurrency: usize,
+    /// Seconds to wait for a repository locked by someone else.
+    #[arg(long, default_value_t = 1800, env = "HASTEWARD_LOCK_WAIT")]
+    pub lock_wait: u64,
+    /// Abort a dump that sends nothing for this many seconds (0: never).
+    #[arg(long, default_value_t = 1800, env = "HASTEWARD_STALL_TIMEOUT")]
+    pub stall_timeout: u64,
+    /// Seconds running operations get to finish on shutdown before they are cancelled (keep it
+    /// below the pod's terminationGracePeriodSeconds).
+    #[arg(long, default_value_t = 25, env = "HASTEWARD_SHUTDOWN_GRACE")]
+    pub shutdown_grace: u64,
+    /// Do not watch CloudNativePG `Cluster`s (their CRD is not installed).
+    #[arg(long, env = "HASTEWARD_NO_CNPG")]
+    pub no_cnpg: bool,
+    /// Do not watch MariaDB `MariaDB`s (their CRD is not installed).
+    #[arg(long, env = "HASTEWARD_NO_MARIADB")]
+    pub no_mariadb: bool,
+    /// Seconds between a standby's attempts to take the leader Lease.
+    #[arg(
+        long,
+        default_value_t = 5,
+        env = "HASTEWARD_ELECTION_RETRY",
+        hide = true
+    )]
+    pub election_retry: u64,
 }
 
 /// Engines.

@@ -56,6 +56,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Repair(_) => "repair",
         Command::Demo(_) => "demo",
         Command::Crd => "crd",
+        Command::Serve(_) => "serve",
     };
     let mut rep = Reporter::new(cli.output, name);
     let result = match &cli.command {
@@ -73,6 +74,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             print!("{}", hasteward_api::crds_yaml());
             Ok(ExitCode::Success)
         }
+        Command::Serve(a) => crate::serve::run(&cli, a, &cancel).await,
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@ mod demo;
 mod output;
 mod repair;
 mod repository;
+mod serve;
 mod targets;
 mod triage;
 

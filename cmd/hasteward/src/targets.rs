@@ -5,7 +5,7 @@
 use hasteward_engines::pod::{cnpg, galera, PodAuth, PodDatabase};
 use hasteward_engines::standalone::HostEndpoint;
 use hasteward_engines::Error;
-use hasteward_k8s::{connect, require_ready, ClientOptions, Kube, PodRunner};
+use hasteward_k8s::{connect, ClientOptions, Kube, PodRunner};
 use hasteward_model::{DbType, Engine};
 
 use crate::cli::{Cli, HostArgs, PodArgs};
@@ -115,19 +115,6 @@ pub async fn resolve(
                 }
                 let (pod_name, container) = pod_and_container(spec)?;
                 let kube = kube(cli).await?;
-                let pod_obj = kube.pod(namespace, &pod_name).await?;
-                let container = match container {
-                    Some(c) => c,
-                    None => pod_obj
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.containers.first())
-                        .map(|c| c.name.clone())
-                        .ok_or_else(|| {
-                            usage(format!("pod {namespace}/{pod_name} has no containers"))
-                        })?,
-                };
-                require_ready(&pod_obj, &container)?;
                 let auth = match (&pod.secret_name, &pod.secret_key) {
                     (Some(name), Some(key)) => PodAuth::Password(
                         kube.secret_value(namespace, name, key)
@@ -138,17 +125,18 @@ pub async fn resolve(
                     (None, None) => PodAuth::Container,
                     _ => return Err(usage("--secret-name and --secret-key go together")),
                 };
-                let user = host.db_user.clone().unwrap_or_else(|| {
-                    hasteward_engines::standalone::HostTarget::default_user(db).to_string()
-                });
-                if user.is_empty() || user.starts_with('-') || user.contains(['\n', '\r', '\0']) {
-                    return Err(usage(format!("invalid --db-user `{user}`")));
-                }
-                let runner = PodRunner::new(&kube, namespace, &pod_name, &container);
-                let location = runner.location();
-                Ok(Resolved::Pod(PodDatabase::new(
-                    runner, location, db, &user, auth,
-                )))
+                Ok(Resolved::Pod(
+                    hasteward_engines::pod::standalone::resolve(
+                        &kube,
+                        namespace,
+                        &pod_name,
+                        container.as_deref(),
+                        db,
+                        host.db_user.as_deref(),
+                        auth,
+                    )
+                    .await?,
+                ))
             }
         },
         Engine::Vault | Engine::Vmbackup => Err(usage(format!(

@@ -92,7 +92,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(what: &'static str, source: std::io::Error) -> Self {
+    /// An I/O failure while doing `what`.
+    pub fn io(what: &'static str, source: std::io::Error) -> Self {
         Self::Io { what, source }
     }
 

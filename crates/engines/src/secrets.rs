@@ -40,7 +40,8 @@ impl SecretFiles {
         self.dir.path()
     }
 
-    fn write(&self, name: &str, content: &str) -> Result<PathBuf> {
+    /// Writes a new file `name` (mode 0600) holding `content`, e.g. a restic password file.
+    pub fn file(&self, name: &str, content: &str) -> Result<PathBuf> {
         let path = self.dir.path().join(name);
         let mut f = OpenOptions::new()
             .write(true)
@@ -62,7 +63,7 @@ impl SecretFiles {
             pgpass_escape(user),
             pgpass_escape(password)
         );
-        self.write("pgpass", &line)
+        self.file("pgpass", &line)
     }
 
     /// A MySQL option file with a `[client]` section.
@@ -71,7 +72,7 @@ impl SecretFiles {
         if let Some(pw) = password {
             text.push_str(&format!("password=\"{}\"\n", option_escape(pw)));
         }
-        self.write("my.cnf", &text)
+        self.file("my.cnf", &text)
     }
 }
 

@@ -22,5 +22,7 @@ pub use client::{connect, ClientOptions, Kube};
 pub use error::{Error, Result};
 pub use podrunner::PodRunner;
 pub use pods::{container_ready, container_restarts, find_ready_pod, pod_phase, require_ready};
-pub use resources::{CnpgCluster, Condition, MariaDbCluster, SecretKeyRef};
+pub use resources::{
+    cnpg_resource, mariadb_resource, CnpgCluster, Condition, MariaDbCluster, SecretKeyRef,
+};
 pub use secrets::Secret;

@@ -87,6 +87,52 @@ impl Kube {
         }
         Ok(Secret::new(value))
     }
+
+    /// Every key of a Secret as text, for environment variables (backend credentials). Keys
+    /// that are not valid variable names or values that are not UTF-8 are refused by name.
+    pub async fn secret_env(&self, namespace: &str, name: &str) -> Result<Vec<(String, Secret)>> {
+        let api: Api<K8sSecret> = Api::namespaced(self.client.clone(), namespace);
+        let target = Target {
+            kind: "secret",
+            namespace,
+            name,
+        };
+        let secret = self.call("get secret", target, api.get(name)).await?;
+        let bad = |detail: String| Error::Resource {
+            kind: "secret".into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            detail,
+        };
+        let mut out = Vec::new();
+        let data = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0));
+        let strings = secret
+            .string_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()));
+        for (key, bytes) in data.chain(strings) {
+            let valid_name = !key.is_empty()
+                && !key.starts_with(|c: char| c.is_ascii_digit())
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid_name {
+                return Err(bad(format!(
+                    "key `{key}` is not an environment variable name (letters, digits, `_`)"
+                )));
+            }
+            let value = String::from_utf8(bytes)
+                .map_err(|_| bad(format!("key `{key}` is not UTF-8 text")))?;
+            if value.contains('\0') {
+                return Err(bad(format!("key `{key}` contains a NUL byte")));
+            }
+            out.push((key, Secret::new(value)));
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,9 @@ const CLUSTER_SCOPED: &[&str] = &[
     "ValidatingWebhookConfiguration",
     "MutatingWebhookConfiguration",
     "APIService",
+    // hasteward's own cluster-scoped kinds.
+    "BackupPolicy",
+    "BackupRepository",
 ];
 
 /// Well-known resources, so lists of an empty collection still get a proper kind.

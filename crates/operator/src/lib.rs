@@ -7,6 +7,13 @@
 //! status, annotations, Events and metrics. Only the replica holding the leader Lease runs
 //! anything.
 
+pub mod cache;
+pub mod clock;
 pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod runner;
 pub mod schedule;
 pub mod scheduler;
+pub mod serve;
+pub mod status;

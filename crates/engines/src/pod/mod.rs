@@ -14,6 +14,7 @@ pub mod archive;
 pub mod cnpg;
 pub mod galera;
 mod mongo;
+pub mod standalone;
 
 use hasteward_exec::{CommandSpec, Runner, Signal, StreamFilter};
 use hasteward_model::DbType;

@@ -1,0 +1,439 @@
+//! One run of a scheduled job: a backup of a database into each of its repositories (then
+//! retention there), or a check of a repository. The same engine flows as the CLI, so a run
+//! has the same guarantees: the commit gate, lock waiting, no secret in argv (the restic
+//! password and database passwords reach children as 0600 files in a private directory that
+//! is removed after the run, backend credentials as environment variables).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use hasteward_api::{BackupRepositorySpec, StandaloneDatabaseSpec, StandaloneDbType};
+use hasteward_engines::flows::{self, BackupResult, PruneResult, StreamSettings};
+use hasteward_engines::pod::{cnpg, galera, PodAuth, PodDatabase};
+use hasteward_engines::repository::{
+    check, rotating_subset, with_lock_retry, CheckResult, LockWait,
+};
+use hasteward_engines::secrets::SecretFiles;
+use hasteward_engines::standalone::{HostEndpoint, HostTarget};
+use hasteward_engines::target::Target;
+use hasteward_engines::Error;
+use hasteward_exec::CancellationToken;
+use hasteward_k8s::{Kube, PodRunner};
+use hasteward_model::{DbType, Engine, SnapshotKind, SnapshotLabels};
+use hasteward_restic::{Credentials, Restic, SnapshotFilter};
+
+use crate::config::{BackupSettings, DatabaseTarget, TargetEngine};
+
+/// What every run needs.
+#[derive(Clone)]
+pub struct RunEnv {
+    /// The API client.
+    pub kube: Kube,
+    /// The restic binary.
+    pub restic_bin: String,
+    /// How long to wait for a locked repository.
+    pub lock_wait: Duration,
+    /// Abort a dump that sends nothing for this long.
+    pub stall_timeout: Option<Duration>,
+}
+
+/// The outcome of a backup into one repository.
+#[derive(Debug)]
+pub struct RepositoryBackup {
+    /// The repository's name.
+    pub repository: String,
+    /// The backup.
+    pub backup: Result<BackupResult, Error>,
+    /// Retention afterwards (`None`: no policy, or the backup failed).
+    pub retention: Option<Result<PruneResult, Error>>,
+    /// Snapshots in the repository afterwards, when they could be counted.
+    pub snapshot_count: Option<u64>,
+    /// Seconds this repository took.
+    pub seconds: f64,
+}
+
+/// The outcome of a scheduled backup.
+#[derive(Debug)]
+pub struct BackupOutcome {
+    /// When it ended.
+    pub ended: DateTime<Utc>,
+    /// Seconds in all.
+    pub seconds: f64,
+    /// The target could not be resolved (nothing was attempted).
+    pub target_error: Option<Error>,
+    /// One entry per repository.
+    pub repositories: Vec<RepositoryBackup>,
+}
+
+impl BackupOutcome {
+    /// Whether every repository got its snapshot.
+    pub fn succeeded(&self) -> bool {
+        self.target_error.is_none()
+            && !self.repositories.is_empty()
+            && self.repositories.iter().all(|r| r.backup.is_ok())
+    }
+
+    /// The first error, for messages.
+    pub fn first_error(&self) -> Option<String> {
+        if let Some(e) = &self.target_error {
+            return Some(e.to_string());
+        }
+        self.repositories.iter().find_map(|r| {
+            r.backup
+                .as_ref()
+                .err()
+                .map(|e| format!("repository {}: {e}", r.repository))
+                .or_else(|| match &r.retention {
+                    Some(Err(e)) => Some(format!("retention in {}: {e}", r.repository)),
+                    _ => None,
+                })
+        })
+    }
+}
+
+/// Opens a repository from its spec: the password into a private file, the env Secret into
+/// restic's environment.
+pub async fn open_repository(
+    env: &RunEnv,
+    name: &str,
+    spec: &BackupRepositorySpec,
+    files: &SecretFiles,
+) -> Result<Restic, Error> {
+    let pw_ref = &spec.restic.password_secret_ref;
+    let password = env
+        .kube
+        .secret_value(&pw_ref.namespace, &pw_ref.name, &pw_ref.key)
+        .await?;
+    let password_file = files.file(&format!("restic-password-{name}"), password.expose())?;
+    let mut extra = Vec::new();
+    if let Some(r) = &spec.restic.env_secret_ref {
+        for (k, v) in env.kube.secret_env(&r.namespace, &r.name).await? {
+            extra.push((k, v.expose().to_string()));
+        }
+    }
+    Ok(Restic::open(
+        &env.restic_bin,
+        &Credentials {
+            repo: Some(spec.restic.repository.clone()),
+            password_file: Some(password_file),
+            env: extra,
+        },
+    )
+    .await?)
+}
+
+fn db_type(t: StandaloneDbType) -> DbType {
+    match t {
+        StandaloneDbType::Postgres => DbType::Postgres,
+        StandaloneDbType::Mysql => DbType::Mysql,
+        StandaloneDbType::Mariadb => DbType::Mariadb,
+        StandaloneDbType::Mongo => DbType::Mongo,
+    }
+}
+
+/// A resolved target, ready for the flows.
+enum Resolved {
+    Host(HostEndpoint),
+    Pod(PodDatabase<PodRunner>),
+}
+
+async fn resolve_standalone(
+    env: &RunEnv,
+    namespace: &str,
+    spec: &StandaloneDatabaseSpec,
+    files: &SecretFiles,
+) -> Result<Resolved, Error> {
+    let db = db_type(spec.db_type);
+    let creds = spec.credentials.clone().unwrap_or_default();
+    let password = match &creds.secret_name {
+        Some(secret) => {
+            let key = creds.password_key.as_deref().unwrap_or("password");
+            Some(env.kube.secret_value(namespace, secret, key).await?)
+        }
+        None => None,
+    };
+    let t = &spec.target;
+    if let Some(host) = &t.host {
+        let password_file = match &password {
+            Some(p) => Some(files.file("db-password", p.expose())?),
+            None => None::<PathBuf>,
+        };
+        let target = HostTarget {
+            db_type: db,
+            host: host.address.clone(),
+            port: host.port.unwrap_or_else(|| HostTarget::default_port(db)),
+            user: creds
+                .user
+                .clone()
+                .unwrap_or_else(|| HostTarget::default_user(db).to_string()),
+            password_file,
+        };
+        return Ok(Resolved::Host(HostEndpoint::prepare(&target)?));
+    }
+    let (pod, container) = match (&t.pod, &t.stateful_set) {
+        (Some(p), _) => (p.name.clone(), p.container.clone()),
+        (None, Some(s)) => (format!("{}-0", s.name), s.container.clone()),
+        (None, None) => {
+            return Err(Error::Usage(
+                "spec.target sets none of host, pod, statefulSet".into(),
+            ))
+        }
+    };
+    let auth = match password {
+        Some(p) => PodAuth::Password(p.expose().to_string()),
+        None => PodAuth::Container,
+    };
+    Ok(Resolved::Pod(
+        hasteward_engines::pod::standalone::resolve(
+            &env.kube,
+            namespace,
+            &pod,
+            container.as_deref(),
+            db,
+            creds.user.as_deref(),
+            auth,
+        )
+        .await?,
+    ))
+}
+
+/// The labels every snapshot of this target gets.
+pub fn labels(target: &DatabaseTarget) -> SnapshotLabels {
+    let (engine, db) = match target.engine {
+        TargetEngine::Standalone => (
+            Engine::Standalone,
+            target
+                .standalone
+                .as_ref()
+                .map(|s| db_type(s.db_type))
+                .unwrap_or(DbType::Postgres),
+        ),
+        TargetEngine::Cnpg => (Engine::Cnpg, DbType::Postgres),
+        TargetEngine::Galera => (Engine::Galera, DbType::Mariadb),
+    };
+    SnapshotLabels {
+        engine,
+        cluster: target.name.clone(),
+        namespace: target.namespace.clone(),
+        kind: SnapshotKind::Backup,
+        db_type: Some(db),
+        file: db.dump_file().to_string(),
+        database: None,
+        job: None,
+    }
+}
+
+/// Backs `target` up into each repository, then applies retention there.
+pub async fn backup(
+    env: &RunEnv,
+    target: &DatabaseTarget,
+    settings: &BackupSettings,
+    repositories: &[(String, BackupRepositorySpec)],
+    cancel: &CancellationToken,
+) -> BackupOutcome {
+    let started = Instant::now();
+    let mut outcome = BackupOutcome {
+        ended: Utc::now(),
+        seconds: 0.0,
+        target_error: None,
+        repositories: Vec::new(),
+    };
+    let files = match SecretFiles::new() {
+        Ok(f) => f,
+        Err(e) => {
+            outcome.target_error = Some(e);
+            return outcome;
+        }
+    };
+    let resolved = match target.engine {
+        TargetEngine::Standalone => match &target.standalone {
+            Some(spec) => resolve_standalone(env, &target.namespace, spec, &files).await,
+            None => Err(Error::Usage("a standalone target without its spec".into())),
+        },
+        TargetEngine::Cnpg => cnpg::resolve(&env.kube, &target.namespace, &target.name)
+            .await
+            .map(|t| Resolved::Pod(t.database)),
+        TargetEngine::Galera => galera::resolve(&env.kube, &target.namespace, &target.name)
+            .await
+            .map(Resolved::Pod),
+    };
+    let resolved = match resolved {
+        Ok(r) => r,
+        Err(e) => {
+            outcome.target_error = Some(e);
+            outcome.seconds = started.elapsed().as_secs_f64();
+            outcome.ended = Utc::now();
+            return outcome;
+        }
+    };
+    let labels = labels(target);
+    for (name, spec) in repositories {
+        if cancel.is_cancelled() {
+            outcome.repositories.push(RepositoryBackup {
+                repository: name.clone(),
+                backup: Err(Error::Cancelled("stopped before it started".into())),
+                retention: None,
+                snapshot_count: None,
+                seconds: 0.0,
+            });
+            continue;
+        }
+        let repo_started = Instant::now();
+        let result = match &resolved {
+            Resolved::Host(t) => {
+                backup_one(env, name, spec, t, &labels, settings, &files, cancel).await
+            }
+            Resolved::Pod(t) => {
+                backup_one(env, name, spec, t, &labels, settings, &files, cancel).await
+            }
+        };
+        let mut entry = result;
+        entry.seconds = repo_started.elapsed().as_secs_f64();
+        outcome.repositories.push(entry);
+    }
+    outcome.seconds = started.elapsed().as_secs_f64();
+    outcome.ended = Utc::now();
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn backup_one<T: Target>(
+    env: &RunEnv,
+    name: &str,
+    spec: &BackupRepositorySpec,
+    target: &T,
+    labels: &SnapshotLabels,
+    settings: &BackupSettings,
+    files: &SecretFiles,
+    cancel: &CancellationToken,
+) -> RepositoryBackup {
+    let mut entry = RepositoryBackup {
+        repository: name.to_string(),
+        backup: Err(Error::Cancelled("stopped before it started".into())),
+        retention: None,
+        snapshot_count: None,
+        seconds: 0.0,
+    };
+    let restic = match open_repository(env, name, spec, files).await {
+        Ok(r) => r,
+        Err(e) => {
+            entry.backup = Err(e);
+            return entry;
+        }
+    };
+    let stream = StreamSettings {
+        stall_timeout: env.stall_timeout,
+        progress: None,
+        cancel: cancel.clone(),
+    };
+    entry.backup = flows::backup(&restic, target, labels, &stream).await;
+    if entry.backup.is_err() {
+        return entry;
+    }
+    let wait = LockWait {
+        max: env.lock_wait,
+        on_wait: None,
+        cancel: cancel.clone(),
+    };
+    if let Some(policy) = &settings.retention {
+        let tags = vec![
+            ("engine".to_string(), labels.engine.as_str().to_string()),
+            ("cluster".to_string(), labels.cluster.clone()),
+            ("namespace".to_string(), labels.namespace.clone()),
+            (
+                "type".to_string(),
+                SnapshotKind::Backup.as_str().to_string(),
+            ),
+        ];
+        entry.retention = Some(
+            with_lock_retry(&restic, &wait, || {
+                flows::prune(&restic, tags.clone(), policy, false)
+            })
+            .await,
+        );
+    }
+    entry.snapshot_count = restic
+        .snapshots(&SnapshotFilter::default())
+        .await
+        .ok()
+        .map(|s| s.len() as u64);
+    entry
+}
+
+/// The outcome of a scheduled check.
+#[derive(Debug)]
+pub struct CheckOutcome {
+    /// When it ended.
+    pub ended: DateTime<Utc>,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// restic's verdict, or why it could not run / what is damaged.
+    pub result: Result<CheckResult, Error>,
+    /// Snapshots, when counted.
+    pub snapshot_count: Option<u64>,
+    /// Stored bytes after deduplication, when measured.
+    pub deduplicated_size: Option<u64>,
+}
+
+impl CheckOutcome {
+    /// `healthy`, `damaged` or `failed`.
+    pub fn verdict(&self) -> &'static str {
+        match &self.result {
+            Ok(_) => "healthy",
+            Err(Error::RepositoryDamaged(_)) => "damaged",
+            Err(_) => "failed",
+        }
+    }
+}
+
+/// Checks a repository, reading `subset` of its data (`rotate/N`: a different Nth each day).
+pub async fn check_repository(
+    env: &RunEnv,
+    name: &str,
+    spec: &BackupRepositorySpec,
+    subset: Option<&str>,
+    cancel: &CancellationToken,
+) -> CheckOutcome {
+    let started = Instant::now();
+    let mut outcome = CheckOutcome {
+        ended: Utc::now(),
+        seconds: 0.0,
+        result: Err(Error::Cancelled("stopped before it started".into())),
+        snapshot_count: None,
+        deduplicated_size: None,
+    };
+    let files = match SecretFiles::new() {
+        Ok(f) => f,
+        Err(e) => {
+            outcome.result = Err(e);
+            return outcome;
+        }
+    };
+    match open_repository(env, name, spec, &files).await {
+        Err(e) => outcome.result = Err(e),
+        Ok(restic) => {
+            let subset = subset.map(|s| match s.strip_prefix("rotate/") {
+                Some(n) => rotating_subset(n.parse().unwrap_or(1), Utc::now().date_naive()),
+                None => s.to_string(),
+            });
+            let wait = LockWait {
+                max: env.lock_wait,
+                on_wait: None,
+                cancel: cancel.clone(),
+            };
+            outcome.result = check(&restic, subset.as_deref(), &wait).await;
+            if outcome.result.is_ok() {
+                outcome.snapshot_count = restic
+                    .snapshots(&SnapshotFilter::default())
+                    .await
+                    .ok()
+                    .map(|s| s.len() as u64);
+                outcome.deduplicated_size = restic.stats().await.ok().map(|s| s.total_size);
+            }
+        }
+    }
+    outcome.seconds = started.elapsed().as_secs_f64();
+    outcome.ended = Utc::now();
+    outcome
+}

@@ -1,0 +1,920 @@
+//! The operator's main loop.
+//!
+//! Every replica watches (caches stay warm) and serves `/metrics`, `/livez`, `/readyz`; only the
+//! holder of the leader Lease plans and runs. Leading is a loop of short, idempotent passes —
+//! read the caches, resolve, re-plan the schedule book, write the status that changed, start
+//! what is due as tracked tasks — woken by any watch event, the next due time, a finished run,
+//! or a heartbeat. All status writes happen here, in order, so a run's result and a schedule
+//! change never overwrite each other's conditions.
+//!
+//! Losing the Lease or a shutdown stops new runs; running ones get `shutdown_grace` to finish,
+//! then are cancelled (the gated stream aborts restic before end of stream: no snapshot), and
+//! the Lease is released so a standby takes over at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use hasteward_api::{
+    annotations, BackupPolicy, BackupRepository, Condition, CONDITION_LAST_BACKUP, CONDITION_READY,
+};
+use hasteward_exec::CancellationToken;
+use hasteward_k8s::lease::LeaseGuard;
+use hasteward_k8s::Kube;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::cache::{self, Caches, WatchScope};
+use crate::clock::Clock;
+use crate::config::{self, DatabaseTarget, Desired, TargetEngine};
+use crate::http::{self, Health};
+use crate::metrics::Metrics;
+use crate::runner::{self, BackupOutcome, CheckOutcome, RunEnv};
+use crate::scheduler::{JobKey, JobKind, Scheduler};
+use crate::status::{self, condition, condition_differs, rfc3339, with_condition, Writer};
+
+/// How `serve` runs.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// What to watch.
+    pub scope: WatchScope,
+    /// Namespace of the leader Lease.
+    pub lease_namespace: String,
+    /// Name of the leader Lease.
+    pub lease_name: String,
+    /// This replica's identity (pod name).
+    pub identity: String,
+    /// Runs at a time, in all.
+    pub concurrency: usize,
+    /// What runs need.
+    pub run_env: RunEnv,
+    /// How long running operations may finish after a shutdown or a lost Lease.
+    pub shutdown_grace: Duration,
+    /// How often a standby tries to take the Lease.
+    pub election_retry: Duration,
+}
+
+/// Why `serve` stopped other than by shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The metrics/health listener failed.
+    #[error("serving /metrics and health: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// What a finished run reports to the loop.
+enum Report {
+    Backup {
+        key: JobKey,
+        target: Box<DatabaseTarget>,
+        outcome: BackupOutcome,
+    },
+    Check {
+        key: JobKey,
+        repository: String,
+        outcome: CheckOutcome,
+    },
+}
+
+/// The shared parts.
+struct Ctx {
+    opts: ServeOptions,
+    kube: Kube,
+    caches: Caches,
+    writer: Writer,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    clock: Arc<dyn Clock>,
+    changed: Arc<Notify>,
+}
+
+/// Runs the operator until `shutdown`.
+pub async fn serve(
+    kube: Kube,
+    opts: ServeOptions,
+    listener: tokio::net::TcpListener,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    health.beat();
+    let http_stop = CancellationToken::new();
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        http_stop.clone(),
+    ));
+    let changed = Arc::new(Notify::new());
+    let (caches, watch_tasks) = cache::start(
+        kube.client.clone(),
+        &opts.scope,
+        changed.clone(),
+        health.clone(),
+    );
+    {
+        let caches = caches.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            caches.wait_synced().await;
+            health.set_synced(true);
+        });
+    }
+    let ctx = Ctx {
+        writer: Writer::new(kube.client.clone(), &opts.identity),
+        opts,
+        kube,
+        caches,
+        metrics,
+        health,
+        clock,
+        changed,
+    };
+    while !shutdown.is_cancelled() {
+        let Some(guard) = elect(&ctx, &shutdown).await else {
+            break;
+        };
+        tracing::info!(identity = %ctx.opts.identity, "leading");
+        ctx.health.set_leader(true);
+        ctx.metrics.leader.set(1.0);
+        lead(&ctx, &guard, &shutdown).await;
+        ctx.health.set_leader(false);
+        ctx.metrics.leader.set(0.0);
+        if let Err(e) = guard.release().await {
+            tracing::warn!("releasing the leader Lease failed (it expires by itself): {e}");
+        }
+        tracing::info!(identity = %ctx.opts.identity, "no longer leading");
+    }
+    for t in watch_tasks {
+        t.abort();
+    }
+    http_stop.cancel();
+    match http_task.await {
+        Ok(r) => r?,
+        Err(e) => tracing::warn!("the HTTP task ended abnormally: {e}"),
+    }
+    Ok(())
+}
+
+/// Waits for the leader Lease (or shutdown).
+async fn elect(ctx: &Ctx, shutdown: &CancellationToken) -> Option<LeaseGuard> {
+    let mut logged_holder = String::new();
+    loop {
+        ctx.health.beat();
+        match ctx
+            .kube
+            .acquire_lease(
+                &ctx.opts.lease_namespace,
+                &ctx.opts.lease_name,
+                &ctx.opts.identity,
+            )
+            .await
+        {
+            Ok(guard) => return Some(guard),
+            Err(hasteward_k8s::Error::Busy { holder, .. }) => {
+                ctx.health.api_ok();
+                if holder != logged_holder {
+                    tracing::info!("standby: {holder} leads");
+                    logged_holder = holder;
+                }
+            }
+            Err(e) => tracing::warn!("taking the leader Lease failed: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.opts.election_retry) => {}
+            _ = shutdown.cancelled() => return None,
+        }
+    }
+}
+
+/// Leads until shutdown or the Lease is lost.
+async fn lead(ctx: &Ctx, guard: &LeaseGuard, shutdown: &CancellationToken) {
+    let mut book = Scheduler::new(ctx.opts.concurrency);
+    let runs_cancel = CancellationToken::new();
+    let mut runs: JoinSet<Report> = JoinSet::new();
+    let mut memory = Memory::default();
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(20));
+    loop {
+        ctx.health.beat();
+        if guard.lost() {
+            tracing::warn!("the leader Lease could not be renewed: stepping down");
+            break;
+        }
+        let started = Instant::now();
+        let desired = config::resolve(&ctx.caches.inputs());
+        let now = ctx.clock.now();
+        book.update(desired.jobs(), now);
+        let decisions = book.take_due(now);
+        ctx.metrics
+            .plan_seconds
+            .observe(started.elapsed().as_secs_f64());
+        write_plan_status(ctx, &desired, &book, &mut memory).await;
+        for skipped in &decisions.skipped {
+            announce_skip(ctx, &desired, &skipped.key).await;
+        }
+        for start in decisions.start {
+            spawn_run(ctx, &desired, start.key, &mut runs, &runs_cancel);
+        }
+        ctx.metrics.running.set(book.running_count() as f64);
+        let wake = book.next_wake().filter(|t| *t > now);
+        let sleep = async {
+            match wake {
+                Some(t) => ctx.clock.sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = ctx.changed.notified() => {}
+            _ = sleep => {}
+            Some(done) = runs.join_next() => {
+                match done {
+                    Ok(report) => {
+                        let key = match &report {
+                            Report::Backup { key, .. } | Report::Check { key, .. } => key.clone(),
+                        };
+                        record(ctx, report, &mut memory).await;
+                        book.finished(&key);
+                    }
+                    Err(e) => tracing::error!("a run task failed: {e}"),
+                }
+            }
+            _ = heartbeat.tick() => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    // Stop: let running operations finish within the grace period, then cancel them.
+    if !runs.is_empty() {
+        tracing::info!(
+            "waiting up to {} s for {} running operation(s)",
+            ctx.opts.shutdown_grace.as_secs(),
+            runs.len()
+        );
+        let deadline = tokio::time::Instant::now() + ctx.opts.shutdown_grace;
+        while !runs.is_empty() {
+            tokio::select! {
+                Some(done) = runs.join_next() => {
+                    if let Ok(report) = done { record(ctx, report, &mut memory).await; }
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        if !runs.is_empty() {
+            tracing::warn!(
+                "cancelling {} operation(s); nothing partial is committed",
+                runs.len()
+            );
+            runs_cancel.cancel();
+            while let Some(done) = runs.join_next().await {
+                if let Ok(report) = done {
+                    record(ctx, report, &mut memory).await;
+                }
+            }
+        }
+    }
+    ctx.metrics.running.set(0.0);
+}
+
+/// What the leader wrote, so writes build on its own latest state rather than a cache that
+/// may lag by one event, and problems are announced once.
+#[derive(Default)]
+struct Memory {
+    /// Conditions last written per object key.
+    conditions: HashMap<String, Vec<Condition>>,
+    /// `nextBackup` last written per database key.
+    next: HashMap<String, Option<String>>,
+    /// Problems announced per object key (their messages joined).
+    announced: HashMap<String, String>,
+    /// Annotated databases marked `managed`.
+    managed: HashMap<String, bool>,
+}
+
+fn problems_text(problems: &[config::Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| p.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn next_text(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(rfc3339)
+}
+
+/// The Ready condition of a database target.
+fn database_ready(t: &DatabaseTarget, now: DateTime<Utc>) -> Condition {
+    if !t.problems.is_empty() {
+        return condition(
+            CONDITION_READY,
+            false,
+            t.problems[0].reason,
+            problems_text(&t.problems),
+            t.generation,
+            now,
+        );
+    }
+    if let Some(reason) = t.idle {
+        let message = match reason {
+            "Suspended" => "spec.suspend is true: nothing is scheduled",
+            _ => "the policy's mode is disabled: nothing is scheduled",
+        };
+        return condition(CONDITION_READY, false, reason, message, t.generation, now);
+    }
+    let message = match &t.backup {
+        Some(b) => format!(
+            "backups at `{}` ({}) into {}",
+            b.schedule.expression,
+            b.schedule.timezone(),
+            b.repositories.join(", ")
+        ),
+        None => "nothing to schedule".into(),
+    };
+    condition(
+        CONDITION_READY,
+        true,
+        "Scheduled",
+        message,
+        t.generation,
+        now,
+    )
+}
+
+async fn write_plan_status(ctx: &Ctx, desired: &Desired, book: &Scheduler, memory: &mut Memory) {
+    let now = ctx.clock.now();
+    let mut managed: BTreeMap<&str, f64> = BTreeMap::new();
+    for engine in [
+        TargetEngine::Standalone,
+        TargetEngine::Cnpg,
+        TargetEngine::Galera,
+    ] {
+        managed.insert(engine.as_str(), 0.0);
+    }
+    for t in &desired.databases {
+        let key = t.key();
+        let outcome = if t.problems.is_empty() {
+            "ok"
+        } else {
+            "invalid"
+        };
+        ctx.metrics
+            .reconcile_total
+            .with_label_values(&[t.engine.as_str(), outcome])
+            .inc();
+        if t.backup.is_some() {
+            *managed.entry(t.engine.as_str()).or_default() += 1.0;
+        }
+        announce_problems(ctx, memory, &key, &t.problems, || {
+            status::database_reference(t.engine, &t.namespace, &t.name, uid_of(ctx, t))
+        })
+        .await;
+        match t.engine {
+            TargetEngine::Standalone => {
+                let Some(obj) = ctx.caches.standalone(&t.namespace, &t.name) else {
+                    continue;
+                };
+                let cached = obj.status.clone().unwrap_or_default();
+                let base = memory
+                    .conditions
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or(cached.conditions.clone());
+                let ready = database_ready(t, now);
+                let next = next_text(book.next_run(&JobKey {
+                    target: key.clone(),
+                    kind: JobKind::Backup,
+                }));
+                let next_known = memory
+                    .next
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or(cached.next_backup.clone());
+                if !condition_differs(&base, &ready)
+                    && next_known == next
+                    && cached.observed_generation == t.generation
+                {
+                    continue;
+                }
+                let conditions = with_condition(&base, ready);
+                let patch = json!({
+                    "conditions": conditions,
+                    "observedGeneration": t.generation,
+                    "nextBackup": next,
+                });
+                match ctx
+                    .writer
+                    .standalone_status(&t.namespace, &t.name, patch)
+                    .await
+                {
+                    Ok(()) => {
+                        ctx.health.api_ok();
+                        memory.conditions.insert(key.clone(), conditions);
+                        memory.next.insert(key, next);
+                    }
+                    Err(e) => tracing::warn!("writing the status of {key} failed: {e}"),
+                }
+            }
+            TargetEngine::Cnpg | TargetEngine::Galera => {
+                let want = t.backup.is_some();
+                if memory.managed.get(&key) != Some(&want) && want {
+                    let r = ctx
+                        .writer
+                        .annotate(
+                            t.engine,
+                            &t.namespace,
+                            &t.name,
+                            json!({ annotations::MANAGED: "true" }),
+                        )
+                        .await;
+                    match r {
+                        Ok(()) => {
+                            memory.managed.insert(key, want);
+                        }
+                        Err(e) => tracing::warn!("annotating {key} failed: {e}"),
+                    }
+                }
+            }
+        }
+    }
+    for (engine, n) in managed {
+        ctx.metrics
+            .managed_databases
+            .with_label_values(&[engine])
+            .set(n);
+    }
+    for (name, verdict) in &desired.policies {
+        let Some(obj) = ctx.caches.policy(name) else {
+            continue;
+        };
+        let key = format!("policy/{name}");
+        let generation = obj.metadata.generation;
+        let ready = if verdict.problems.is_empty() {
+            condition(CONDITION_READY, true, "Valid", "", generation, now)
+        } else {
+            condition(
+                CONDITION_READY,
+                false,
+                verdict.problems[0].reason,
+                problems_text(&verdict.problems),
+                generation,
+                now,
+            )
+        };
+        announce_problems(ctx, memory, &key, &verdict.problems, || {
+            status::cluster_reference::<BackupPolicy>(name, obj.metadata.uid.clone())
+        })
+        .await;
+        let cached = obj.status.clone().unwrap_or_default();
+        let base = memory
+            .conditions
+            .get(&key)
+            .cloned()
+            .unwrap_or(cached.conditions.clone());
+        if !condition_differs(&base, &ready)
+            && cached.databases == Some(verdict.databases)
+            && cached.observed_generation == generation
+        {
+            continue;
+        }
+        let conditions = with_condition(&base, ready);
+        let patch = json!({ "conditions": conditions, "observedGeneration": generation, "databases": verdict.databases });
+        match ctx.writer.policy_status(name, patch).await {
+            Ok(()) => {
+                memory.conditions.insert(key, conditions);
+            }
+            Err(e) => tracing::warn!("writing the status of policy {name} failed: {e}"),
+        }
+    }
+    for repo in &desired.repositories {
+        let Some(obj) = ctx.caches.repository(&repo.name) else {
+            continue;
+        };
+        let key = repo.key();
+        let generation = obj.metadata.generation;
+        let ready = if repo.problems.is_empty() {
+            condition(CONDITION_READY, true, "Valid", "", generation, now)
+        } else {
+            condition(
+                CONDITION_READY,
+                false,
+                repo.problems[0].reason,
+                problems_text(&repo.problems),
+                generation,
+                now,
+            )
+        };
+        announce_problems(ctx, memory, &key, &repo.problems, || {
+            status::cluster_reference::<BackupRepository>(&repo.name, obj.metadata.uid.clone())
+        })
+        .await;
+        let cached = obj.status.clone().unwrap_or_default();
+        let base = memory
+            .conditions
+            .get(&key)
+            .cloned()
+            .unwrap_or(cached.conditions.clone());
+        if !condition_differs(&base, &ready) && cached.observed_generation == generation {
+            continue;
+        }
+        let conditions = with_condition(&base, ready);
+        let patch = json!({ "conditions": conditions, "observedGeneration": generation });
+        match ctx.writer.repository_status(&repo.name, patch).await {
+            Ok(()) => {
+                memory.conditions.insert(key, conditions);
+            }
+            Err(e) => tracing::warn!("writing the status of repository {} failed: {e}", repo.name),
+        }
+    }
+}
+
+fn uid_of(ctx: &Ctx, t: &DatabaseTarget) -> Option<String> {
+    match t.engine {
+        TargetEngine::Standalone => ctx
+            .caches
+            .standalone(&t.namespace, &t.name)
+            .and_then(|o| o.metadata.uid.clone()),
+        engine => ctx.caches.annotated_uid(engine, &t.namespace, &t.name),
+    }
+}
+
+/// A Warning Event when an object's problems change (once, not every pass).
+async fn announce_problems(
+    ctx: &Ctx,
+    memory: &mut Memory,
+    key: &str,
+    problems: &[config::Problem],
+    reference: impl FnOnce() -> k8s_openapi::api::core::v1::ObjectReference,
+) {
+    let text = problems_text(problems);
+    if memory.announced.get(key) == Some(&text) {
+        return;
+    }
+    if let Some(first) = problems.first() {
+        ctx.writer
+            .event(&reference(), true, first.reason, text.clone())
+            .await;
+    }
+    memory.announced.insert(key.to_string(), text);
+}
+
+fn find_target<'a>(desired: &'a Desired, key: &JobKey) -> Option<&'a DatabaseTarget> {
+    desired.databases.iter().find(|d| d.key() == key.target)
+}
+
+async fn announce_skip(ctx: &Ctx, desired: &Desired, key: &JobKey) {
+    tracing::warn!("{key}: skipped, the previous run is still going");
+    if let Some(t) = find_target(desired, key) {
+        let reference = status::database_reference(t.engine, &t.namespace, &t.name, uid_of(ctx, t));
+        ctx.writer
+            .event(
+                &reference,
+                true,
+                "ScheduleSkipped",
+                format!("{key}: the previous run is still going; this occurrence is skipped"),
+            )
+            .await;
+    }
+}
+
+fn spawn_run(
+    ctx: &Ctx,
+    desired: &Desired,
+    key: JobKey,
+    runs: &mut JoinSet<Report>,
+    cancel: &CancellationToken,
+) {
+    let env = ctx.opts.run_env.clone();
+    let cancel = cancel.clone();
+    let repos: BTreeMap<String, hasteward_api::BackupRepositorySpec> = ctx
+        .caches
+        .repositories
+        .state()
+        .iter()
+        .filter_map(|r| Some((r.metadata.name.clone()?, r.spec.clone())))
+        .collect();
+    match key.kind {
+        JobKind::Backup => {
+            let Some(target) = find_target(desired, &key).cloned() else {
+                return;
+            };
+            let Some(settings) = target.backup.clone() else {
+                return;
+            };
+            let chosen: Vec<_> = settings
+                .repositories
+                .iter()
+                .filter_map(|n| repos.get(n).map(|s| (n.clone(), s.clone())))
+                .collect();
+            tracing::info!("{key}: starting");
+            runs.spawn(async move {
+                let outcome = runner::backup(&env, &target, &settings, &chosen, &cancel).await;
+                Report::Backup {
+                    key,
+                    target: Box::new(target),
+                    outcome,
+                }
+            });
+        }
+        JobKind::Check => {
+            let Some(repo) = desired
+                .repositories
+                .iter()
+                .find(|r| r.key() == key.target)
+                .cloned()
+            else {
+                return;
+            };
+            let Some(spec) = repos.get(&repo.name).cloned() else {
+                return;
+            };
+            let subset = repo.check.as_ref().and_then(|(_, s)| s.clone());
+            tracing::info!("{key}: starting");
+            runs.spawn(async move {
+                let outcome =
+                    runner::check_repository(&env, &repo.name, &spec, subset.as_deref(), &cancel)
+                        .await;
+                Report::Check {
+                    key,
+                    repository: repo.name,
+                    outcome,
+                }
+            });
+        }
+    }
+}
+
+/// Writes a finished run's outcome: metrics, status or annotations, Events.
+async fn record(ctx: &Ctx, report: Report, memory: &mut Memory) {
+    match report {
+        Report::Backup {
+            key,
+            target,
+            outcome,
+        } => record_backup(ctx, &key, &target, &outcome, memory).await,
+        Report::Check {
+            repository,
+            outcome,
+            ..
+        } => record_check(ctx, &repository, &outcome).await,
+    }
+}
+
+async fn record_backup(
+    ctx: &Ctx,
+    key: &JobKey,
+    t: &DatabaseTarget,
+    outcome: &BackupOutcome,
+    memory: &mut Memory,
+) {
+    let m = &ctx.metrics;
+    let engine = t.engine.as_str();
+    let ended = rfc3339(outcome.ended);
+    if let Some(e) = &outcome.target_error {
+        m.failures_total
+            .with_label_values(&["backup", e.code()])
+            .inc();
+    }
+    let mut snapshots = Vec::new();
+    for r in &outcome.repositories {
+        let labels = [
+            engine,
+            t.name.as_str(),
+            t.namespace.as_str(),
+            r.repository.as_str(),
+        ];
+        match &r.backup {
+            Ok(b) => {
+                m.backup_total
+                    .with_label_values(&[labels[0], labels[1], labels[2], labels[3], "success"])
+                    .inc();
+                m.backup_last_success
+                    .with_label_values(&labels)
+                    .set(outcome.ended.timestamp() as f64);
+                m.backup_last_duration
+                    .with_label_values(&labels)
+                    .set(r.seconds);
+                m.backup_size.with_label_values(&labels).set(b.bytes as f64);
+                snapshots.push(format!("{}:{}", r.repository, b.short_id));
+            }
+            Err(e) => {
+                m.backup_total
+                    .with_label_values(&[labels[0], labels[1], labels[2], labels[3], "failure"])
+                    .inc();
+                m.failures_total
+                    .with_label_values(&["backup", e.code()])
+                    .inc();
+            }
+        }
+        if let Some(ret) = &r.retention {
+            let status = if ret.is_ok() { "success" } else { "failure" };
+            m.retention_total
+                .with_label_values(&[labels[0], labels[1], labels[2], labels[3], status])
+                .inc();
+            if let Err(e) = ret {
+                m.failures_total
+                    .with_label_values(&["retention", e.code()])
+                    .inc();
+            }
+        }
+        if let Some(n) = r.snapshot_count {
+            m.repository_snapshots
+                .with_label_values(&[r.repository.as_str()])
+                .set(n as f64);
+        }
+        let error = r.backup.as_ref().err().map(ToString::to_string);
+        let mut patch = json!({
+            "ready": error.is_none(),
+            "lastBackup": ended,
+            "lastError": error,
+        });
+        if let Some(n) = r.snapshot_count {
+            patch["snapshotCount"] = json!(n);
+        }
+        if let Err(e) = ctx.writer.repository_status(&r.repository, patch).await {
+            tracing::warn!(
+                "writing the status of repository {} failed: {e}",
+                r.repository
+            );
+        }
+    }
+    let ok = outcome.succeeded();
+    let result = if ok { "success" } else { "failure" };
+    let reference = status::database_reference(t.engine, &t.namespace, &t.name, uid_of(ctx, t));
+    let message = if ok {
+        let sizes: Vec<String> = outcome
+            .repositories
+            .iter()
+            .filter_map(|r| {
+                r.backup
+                    .as_ref()
+                    .ok()
+                    .map(|b| format!("{} in {} ({} bytes)", b.short_id, r.repository, b.bytes))
+            })
+            .collect();
+        format!("snapshot {} in {:.1} s", sizes.join(", "), outcome.seconds)
+    } else {
+        outcome
+            .first_error()
+            .unwrap_or_else(|| "no repository was reachable".into())
+    };
+    tracing::info!("{key}: {result}: {message}");
+    ctx.writer
+        .event(
+            &reference,
+            !ok,
+            if ok {
+                "BackupSucceeded"
+            } else {
+                "BackupFailed"
+            },
+            message.clone(),
+        )
+        .await;
+    let retention_failed = outcome
+        .repositories
+        .iter()
+        .any(|r| matches!(r.retention, Some(Err(_))));
+    if retention_failed {
+        ctx.writer
+            .event(
+                &reference,
+                true,
+                "RetentionFailed",
+                outcome.first_error().unwrap_or_default(),
+            )
+            .await;
+    }
+    let dbkey = t.key();
+    match t.engine {
+        TargetEngine::Standalone => {
+            let cached = ctx
+                .caches
+                .standalone(&t.namespace, &t.name)
+                .and_then(|o| o.status.clone())
+                .unwrap_or_default();
+            let base = memory
+                .conditions
+                .get(&dbkey)
+                .cloned()
+                .unwrap_or(cached.conditions);
+            let cond = condition(
+                CONDITION_LAST_BACKUP,
+                ok,
+                if ok { "Succeeded" } else { "Failed" },
+                message,
+                t.generation,
+                ctx.clock.now(),
+            );
+            let conditions = with_condition(&base, cond);
+            let mut patch = json!({
+                "conditions": conditions,
+                "lastBackup": ended,
+                "lastBackupResult": result,
+                "lastBackupDurationSeconds": (outcome.seconds * 10.0).round() / 10.0,
+            });
+            if ok {
+                patch["lastSnapshots"] = json!(snapshots);
+            }
+            match ctx
+                .writer
+                .standalone_status(&t.namespace, &t.name, patch)
+                .await
+            {
+                Ok(()) => {
+                    memory.conditions.insert(dbkey, conditions);
+                }
+                Err(e) => tracing::warn!("writing the status of {dbkey} failed: {e}"),
+            }
+        }
+        TargetEngine::Cnpg | TargetEngine::Galera => {
+            let ann: Value = json!({
+                annotations::LAST_BACKUP: ended,
+                annotations::LAST_BACKUP_DURATION: format!("{:.1}s", outcome.seconds),
+                annotations::LAST_BACKUP_RESULT: result,
+            });
+            if let Err(e) = ctx
+                .writer
+                .annotate(t.engine, &t.namespace, &t.name, ann)
+                .await
+            {
+                tracing::warn!("annotating {dbkey} failed: {e}");
+            }
+        }
+    }
+}
+
+async fn record_check(ctx: &Ctx, repository: &str, outcome: &CheckOutcome) {
+    let m = &ctx.metrics;
+    let verdict = outcome.verdict();
+    m.check_total
+        .with_label_values(&[repository, verdict])
+        .inc();
+    m.check_last_duration
+        .with_label_values(&[repository])
+        .set(outcome.seconds);
+    m.check_healthy
+        .with_label_values(&[repository])
+        .set(if verdict == "healthy" { 1.0 } else { 0.0 });
+    if verdict == "healthy" {
+        m.check_last_success
+            .with_label_values(&[repository])
+            .set(outcome.ended.timestamp() as f64);
+    }
+    if let Err(e) = &outcome.result {
+        m.failures_total
+            .with_label_values(&["check", e.code()])
+            .inc();
+    }
+    if let Some(n) = outcome.snapshot_count {
+        m.repository_snapshots
+            .with_label_values(&[repository])
+            .set(n as f64);
+    }
+    if let Some(n) = outcome.deduplicated_size {
+        m.repository_dedup_size
+            .with_label_values(&[repository])
+            .set(n as f64);
+    }
+    let error = outcome.result.as_ref().err().map(ToString::to_string);
+    let mut patch = json!({
+        "ready": verdict == "healthy",
+        "lastCheck": rfc3339(outcome.ended),
+        "lastCheckResult": verdict,
+        "lastError": error,
+    });
+    if let Some(n) = outcome.snapshot_count {
+        patch["snapshotCount"] = json!(n);
+    }
+    if let Some(n) = outcome.deduplicated_size {
+        patch["deduplicatedSize"] = json!(n);
+    }
+    if let Err(e) = ctx.writer.repository_status(repository, patch).await {
+        tracing::warn!("writing the status of repository {repository} failed: {e}");
+    }
+    let uid = ctx
+        .caches
+        .repository(repository)
+        .and_then(|r| r.metadata.uid.clone());
+    let reference = status::cluster_reference::<BackupRepository>(repository, uid);
+    let (warning, reason, note) = match &outcome.result {
+        Ok(r) => (
+            false,
+            "CheckSucceeded",
+            format!(
+                "healthy ({:.1} s{})",
+                r.seconds,
+                r.read_data_subset
+                    .as_deref()
+                    .map(|s| format!(", read {s} of the data"))
+                    .unwrap_or_default()
+            ),
+        ),
+        Err(e @ hasteward_engines::Error::RepositoryDamaged(_)) => {
+            (true, "RepositoryDamaged", e.to_string())
+        }
+        Err(e) => (true, "CheckFailed", e.to_string()),
+    };
+    tracing::info!("check {repository}: {verdict}");
+    ctx.writer.event(&reference, warning, reason, note).await;
+}

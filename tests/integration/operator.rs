@@ -1,0 +1,532 @@
+//! The operator (`hasteward serve`) against the API simulator, with real PostgreSQL and real
+//! restic. In-process runs use a hand-moved clock, so "fires at 02:00" is checked without
+//! waiting for 02:00; the binary itself is run once with the wall clock.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hasteward_exec::CancellationToken;
+use hasteward_kubesim::{SimConfig, Simulator};
+use hasteward_operator::cache::WatchScope;
+use hasteward_operator::clock::{Clock, ManualClock};
+use hasteward_operator::http::{bind, Health};
+use hasteward_operator::metrics::Metrics;
+use hasteward_operator::runner::RunEnv;
+use hasteward_operator::serve::{serve, ServeOptions};
+use hasteward_testkit::Postgres;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const NS: &str = "db";
+const API: &str = "clinic.hasteward.prplanit.com/v1alpha1";
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn secret(name: &str, key: &str, value: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": NS},
+        "data": {key: base64(value.as_bytes())}
+    })
+}
+
+fn repository(name: &str, repo: &Repo) -> Value {
+    json!({
+        "apiVersion": API, "kind": "BackupRepository",
+        "metadata": {"name": name},
+        "spec": {"restic": {
+            "repository": repo.path.display().to_string(),
+            "passwordSecretRef": {"name": "repo-password", "namespace": NS, "key": "password"}
+        }}
+    })
+}
+
+fn repo_password_secret(repo: &Repo) -> Value {
+    let password = std::fs::read_to_string(&repo.password_file).unwrap();
+    secret("repo-password", "password", password.trim_end())
+}
+
+/// A StandaloneDatabase for testkit PostgreSQL `pg` over TCP, logging in with `password`.
+fn host_database(name: &str, pg: &Postgres, password_secret: &str, spec_extra: Value) -> Value {
+    let mut spec = json!({
+        "dbType": "postgres",
+        "target": {"host": {"address": pg.host(), "port": pg.port()}},
+        "credentials": {"user": pg.user(), "secretName": password_secret}
+    });
+    merge(&mut spec, spec_extra);
+    json!({
+        "apiVersion": API, "kind": "StandaloneDatabase",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": spec
+    })
+}
+
+fn merge(target: &mut Value, extra: Value) {
+    if let (Some(t), Value::Object(e)) = (target.as_object_mut(), extra) {
+        for (k, v) in e {
+            t.insert(k, v);
+        }
+    }
+}
+
+fn simulator(objects: Vec<Value>) -> (Simulator, tempfile::TempDir, std::path::PathBuf) {
+    let mut all = vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})];
+    all.extend(objects);
+    let sim = Simulator::start(SimConfig {
+        objects: all,
+        exec: Vec::new(),
+    })
+    .expect("simulator starts");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig, Some(NS)).unwrap();
+    (sim, dir, kubeconfig)
+}
+
+/// One in-process operator replica.
+struct Replica {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    done: tokio::task::JoinHandle<()>,
+}
+
+fn start_replica(
+    rt: &tokio::runtime::Runtime,
+    kubeconfig: &Path,
+    identity: &str,
+    clock: Arc<dyn Clock>,
+) -> Replica {
+    let kubeconfig = kubeconfig.to_path_buf();
+    let identity = identity.to_string();
+    rt.block_on(async move {
+        let kube = hasteward_k8s::connect(&hasteward_k8s::ClientOptions {
+            kubeconfig: Some(kubeconfig),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let opts = ServeOptions {
+            scope: WatchScope {
+                namespace: None,
+                cnpg: true,
+                mariadb: true,
+            },
+            lease_namespace: NS.into(),
+            lease_name: "hasteward-operator".into(),
+            identity,
+            concurrency: 2,
+            run_env: RunEnv {
+                kube: kube.clone(),
+                restic_bin: "restic".into(),
+                lock_wait: Duration::from_secs(60),
+                stall_timeout: Some(Duration::from_secs(60)),
+            },
+            shutdown_grace: Duration::from_secs(10),
+            election_retry: Duration::from_millis(200),
+        };
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let done = tokio::spawn(async move {
+            serve(
+                kube,
+                opts,
+                listener,
+                clock,
+                Arc::new(Metrics::new()),
+                Arc::new(Health::default()),
+                token,
+            )
+            .await
+            .expect("serve ends cleanly");
+        });
+        Replica { addr, stop, done }
+    })
+}
+
+impl Replica {
+    fn stop(self, rt: &tokio::runtime::Runtime) {
+        self.stop.cancel();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), self.done)
+                .await
+                .expect("the operator stops within 30 s")
+                .unwrap()
+        });
+    }
+}
+
+/// A plain HTTP GET: (status, body).
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample line of `/metrics` (`name{labels}` exactly as exposed, labels sorted).
+fn metric(addr: SocketAddr, series: &str) -> Option<f64> {
+    let (_, body) = http_get(addr, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn status_of(sim: &Simulator, plural: &str, ns: Option<&str>, name: &str) -> Value {
+    sim.get(API, plural, ns, name)
+        .and_then(|o| o.get("status").cloned())
+        .unwrap_or(Value::Null)
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+/// Events recorded for `name` with `reason` (events.k8s.io POSTs seen by the simulator).
+fn events(sim: &Simulator, name: &str, reason: &str) -> Vec<Value> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.contains("/events") && r.status < 300)
+        .filter_map(|r| serde_json::from_str::<Value>(r.body.as_deref()?).ok())
+        .filter(|e| e["regarding"]["name"] == name && e["reason"] == reason)
+        .collect()
+}
+
+#[test]
+fn scheduled_backups_fire_at_their_minute_and_report_success_and_failure() {
+    let pg = Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE shop; ");
+    pg.psql(
+        "shop",
+        "CREATE TABLE orders (id int primary key, note text); INSERT INTO orders SELECT g, 'order-' || g FROM generate_series(1, 42) g; INSERT INTO orders VALUES (1000, 'scheduled-marker-7d1e');",
+    );
+    let repo = Repo::new();
+    let (sim, _dir, kubeconfig) = simulator(vec![
+        repo_password_secret(&repo),
+        secret("pg-credentials", "password", pg.password()),
+        secret("wrong-credentials", "password", "not-the-password"),
+        repository("local", &repo),
+        host_database(
+            "pg",
+            &pg,
+            "pg-credentials",
+            json!({"schedule": {"backup": "0 2 * * *"}, "repositories": ["local"],
+                   "retention": {"keepLast": 3}}),
+        ),
+        host_database(
+            "pg-bad",
+            &pg,
+            "wrong-credentials",
+            json!({"schedule": {"backup": "0 2 * * *"}, "repositories": ["local"]}),
+        ),
+    ]);
+    let rt = runtime();
+    let clock = Arc::new(ManualClock::new(at("2026-11-23T01:59:00Z")));
+    let op = start_replica(&rt, &kubeconfig, "op-a", clock.clone());
+
+    wait_for(
+        "both databases scheduled for 02:00",
+        Duration::from_secs(30),
+        || {
+            ["pg", "pg-bad"].iter().all(|n| {
+                let s = status_of(&sim, "standalonedatabases", Some(NS), n);
+                s["nextBackup"] == "2026-11-23T02:00:00Z"
+                    && condition(&s, "Ready").is_some_and(|c| c["status"] == "True")
+            })
+        },
+    );
+    let s = status_of(&sim, "standalonedatabases", Some(NS), "pg");
+    assert_eq!(s["observedGeneration"], 1, "{s}");
+    assert_eq!(
+        condition(&s, "Ready").unwrap()["reason"],
+        "Scheduled",
+        "{s}"
+    );
+    // Nothing runs before its time.
+    clock.set(at("2026-11-23T01:59:59Z"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(repo.snapshots().is_empty());
+    assert!(s.get("lastBackup").is_none(), "{s}");
+
+    clock.set(at("2026-11-23T02:00:00Z"));
+    wait_for("both backups to end", Duration::from_secs(120), || {
+        ["pg", "pg-bad"].iter().all(|n| {
+            status_of(&sim, "standalonedatabases", Some(NS), n)["lastBackupResult"].is_string()
+        })
+    });
+
+    // The good one: exactly one snapshot, of this database, holding the data.
+    let s = status_of(&sim, "standalonedatabases", Some(NS), "pg");
+    assert_eq!(s["lastBackupResult"], "success", "{s}");
+    assert_eq!(
+        condition(&s, "LastBackupSucceeded").unwrap()["status"],
+        "True",
+        "{s}"
+    );
+    assert_eq!(s["nextBackup"], "2026-11-24T02:00:00Z", "{s}");
+    let snaps = repo.snapshots();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let tags: Vec<&str> = snaps[0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for t in [
+        "engine=standalone",
+        "cluster=pg",
+        "namespace=db",
+        "type=backup",
+        "db-type=postgres",
+    ] {
+        assert!(tags.contains(&t), "{t} missing from {tags:?}");
+    }
+    let id = snaps[0]["short_id"].as_str().unwrap();
+    assert_eq!(s["lastSnapshots"], json!([format!("local:{id}")]), "{s}");
+    let path = snaps[0]["paths"][0].as_str().unwrap().to_string();
+    let dump = repo.restic(&["dump", id, &path]);
+    assert!(dump.status.success());
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        text.contains("scheduled-marker-7d1e"),
+        "the dump holds the data"
+    );
+    assert_eq!(text.lines().filter(|l| l.contains("\torder-")).count(), 42);
+
+    // The bad one: no snapshot, a failed condition, a Warning Event, failure metrics.
+    let bad = status_of(&sim, "standalonedatabases", Some(NS), "pg-bad");
+    assert_eq!(bad["lastBackupResult"], "failure", "{bad}");
+    let cond = condition(&bad, "LastBackupSucceeded").unwrap();
+    assert_eq!(cond["status"], "False", "{bad}");
+    assert!(
+        cond["message"]
+            .as_str()
+            .unwrap()
+            .contains("password authentication failed"),
+        "{cond}"
+    );
+    assert!(!snaps
+        .iter()
+        .any(|s| s["tags"].to_string().contains("cluster=pg-bad")));
+    assert_eq!(events(&sim, "pg-bad", "BackupFailed").len(), 1);
+    assert_eq!(events(&sim, "pg", "BackupSucceeded").len(), 1);
+
+    let labels = |db: &str, status: &str| {
+        format!("hasteward_backup_total{{cluster=\"{db}\",engine=\"standalone\",namespace=\"db\",repository=\"local\",status=\"{status}\"}}")
+    };
+    assert_eq!(metric(op.addr, &labels("pg", "success")), Some(1.0));
+    assert_eq!(metric(op.addr, &labels("pg-bad", "failure")), Some(1.0));
+    assert_eq!(metric(op.addr, "hasteward_leader"), Some(1.0));
+    assert_eq!(
+        metric(
+            op.addr,
+            "hasteward_managed_databases{engine=\"standalone\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(http_get(op.addr, "/readyz"), (200, "leader\n".into()));
+    assert_eq!(http_get(op.addr, "/livez").0, 200);
+    let r = status_of(&sim, "backuprepositories", None, "local");
+    assert_eq!(r["snapshotCount"], 1, "{r}");
+    assert!(r["lastBackup"].is_string(), "{r}");
+
+    // Ten more minutes: nothing else fires.
+    clock.set(at("2026-11-23T02:10:00Z"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(repo.snapshots().len(), 1);
+    op.stop(&rt);
+    // The Lease is released on the way out.
+    assert!(sim
+        .get(
+            "coordination.k8s.io/v1",
+            "leases",
+            Some(NS),
+            "hasteward-operator"
+        )
+        .is_none());
+}
+
+#[test]
+fn policy_edits_replan_at_once_and_invalid_input_becomes_a_condition_and_an_event() {
+    let repo = Repo::new();
+    let pod_db = |name: &str, spec: Value| {
+        let mut s = json!({"dbType": "postgres", "target": {"pod": {"name": format!("{name}-0")}}});
+        merge(&mut s, spec);
+        json!({"apiVersion": API, "kind": "StandaloneDatabase",
+               "metadata": {"name": name, "namespace": NS}, "spec": s})
+    };
+    let policy = |schedule: &str| {
+        json!({"apiVersion": API, "kind": "BackupPolicy", "metadata": {"name": "nightly"},
+               "spec": {"backupSchedule": schedule, "repositories": ["local"],
+                        "retention": {"keepDaily": 7}}})
+    };
+    let (sim, _dir, kubeconfig) = simulator(vec![
+        repo_password_secret(&repo),
+        repository("local", &repo),
+        policy("0 3 * * *"),
+        pod_db("a", json!({"policy": "nightly"})),
+        pod_db(
+            "b",
+            json!({"schedule": {"backup": "0 25 * * *"}, "repositories": ["local"]}),
+        ),
+        pod_db("c", json!({"policy": "missing"})),
+        pod_db(
+            "d",
+            json!({"schedule": {"backup": "0 2 * * *", "timezone": "Mars/Olympus"}, "repositories": ["local"]}),
+        ),
+    ]);
+    let rt = runtime();
+    let clock = Arc::new(ManualClock::new(at("2026-11-23T01:00:00Z")));
+    let op = start_replica(&rt, &kubeconfig, "op-a", clock.clone());
+
+    let ready = |name: &str| -> Option<Value> {
+        condition(
+            &status_of(&sim, "standalonedatabases", Some(NS), name),
+            "Ready",
+        )
+        .cloned()
+    };
+    wait_for(
+        "every database has a Ready condition",
+        Duration::from_secs(30),
+        || ["a", "b", "c", "d"].iter().all(|n| ready(n).is_some()),
+    );
+    assert_eq!(
+        status_of(&sim, "standalonedatabases", Some(NS), "a")["nextBackup"],
+        "2026-11-23T03:00:00Z"
+    );
+    for (name, reason, says) in [
+        ("b", "InvalidSchedule", "e.g. `0 2 * * *`"),
+        (
+            "c",
+            "PolicyNotFound",
+            "BackupPolicy `missing` does not exist",
+        ),
+        ("d", "InvalidSchedule", "unknown timezone `Mars/Olympus`"),
+    ] {
+        let c = ready(name).unwrap();
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str()),
+            (Some("False"), Some(reason)),
+            "{name}: {c}"
+        );
+        assert!(c["message"].as_str().unwrap().contains(says), "{name}: {c}");
+        let ev = events(&sim, name, reason);
+        assert_eq!(ev.len(), 1, "{name}: one Warning Event, not one per pass");
+        assert_eq!(ev[0]["type"], "Warning");
+    }
+    let p = status_of(&sim, "backuppolicies", None, "nightly");
+    assert_eq!(p["databases"], 1, "{p}");
+    assert_eq!(condition(&p, "Ready").unwrap()["status"], "True", "{p}");
+
+    // Editing the policy re-plans at once: no restart, no edit of the database.
+    let mut edited = sim.get(API, "backuppolicies", None, "nightly").unwrap();
+    edited["spec"]["backupSchedule"] = json!("30 2 * * *");
+    sim.put(edited);
+    wait_for(
+        "the policy edit to re-plan",
+        Duration::from_secs(30),
+        || {
+            status_of(&sim, "standalonedatabases", Some(NS), "a")["nextBackup"]
+                == "2026-11-23T02:30:00Z"
+        },
+    );
+    // A broken policy edit turns the policy's own condition False and unschedules its databases.
+    let mut broken = sim.get(API, "backuppolicies", None, "nightly").unwrap();
+    broken["spec"]["backupSchedule"] = json!("every night");
+    sim.put(broken);
+    wait_for(
+        "the broken policy to be reported",
+        Duration::from_secs(30),
+        || {
+            let p = status_of(&sim, "backuppolicies", None, "nightly");
+            condition(&p, "Ready").is_some_and(|c| c["reason"] == "InvalidSchedule")
+                && ready("a").is_some_and(|c| c["status"] == "False")
+        },
+    );
+    assert_eq!(
+        metric(
+            op.addr,
+            "hasteward_managed_databases{engine=\"standalone\"}"
+        ),
+        Some(0.0)
+    );
+    op.stop(&rt);
+    assert!(repo.snapshots().is_empty());
+}
+
+#[test]
+fn two_replicas_elect_one_leader_and_hand_over_on_shutdown() {
+    let (sim, _dir, kubeconfig) = simulator(vec![]);
+    let rt = runtime();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(at("2026-11-23T01:00:00Z")));
+    let a = start_replica(&rt, &kubeconfig, "replica-a", clock.clone());
+    let b = start_replica(&rt, &kubeconfig, "replica-b", clock.clone());
+    let role = |r: &Replica| http_get(r.addr, "/readyz");
+    wait_for(
+        "one leader and one standby",
+        Duration::from_secs(30),
+        || {
+            let mut roles = [role(&a).1, role(&b).1];
+            roles.sort();
+            roles == ["leader\n", "standby\n"]
+        },
+    );
+    let holder = || {
+        sim.get(
+            "coordination.k8s.io/v1",
+            "leases",
+            Some(NS),
+            "hasteward-operator",
+        )
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
+    };
+    let (leader, standby) = if role(&a).1 == "leader\n" {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let leader_id = holder().unwrap();
+    assert_eq!(metric(leader.addr, "hasteward_leader"), Some(1.0));
+    assert_eq!(metric(standby.addr, "hasteward_leader"), Some(0.0));
+    // Some time passes; still exactly one leader.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(role(&standby).1, "standby\n");
+    assert_eq!(holder().as_deref(), Some(leader_id.as_str()));
+
+    leader.stop(&rt);
+    wait_for("the standby to take over", Duration::from_secs(30), || {
+        role(&standby).1 == "leader\n"
+    });
+    assert_ne!(holder().unwrap(), leader_id);
+    standby.stop(&rt);
+}
