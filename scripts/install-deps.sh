@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real components that hasteward's tests and demo need, on Debian 12:
-# restic, MariaDB server + client, Galera 4, PostgreSQL 15 server + client.
+# restic, MariaDB server + client, Galera 4, PostgreSQL 15 server + client, and promtool
+# (Debian's prometheus package: lints /metrics and unit-tests the alert rules).
 # Idempotent: installs only what is missing; quiet except for one version line
 # per component at the end (and apt's output if an install fails).
 set -euo pipefail
@@ -21,8 +22,9 @@ declare -A PROBE=(
   [galera-4]=/usr/lib/galera/libgalera_smm.so
   [postgresql-15]=$PG_BIN/postgres
   [postgresql-client-15]=$PG_BIN/psql
+  [prometheus]=/usr/bin/promtool
 )
-ORDER=(restic mariadb-server mariadb-client galera-4 postgresql-15 postgresql-client-15)
+ORDER=(restic mariadb-server mariadb-client galera-4 postgresql-15 postgresql-client-15 prometheus)
 
 missing=()
 for pkg in "${ORDER[@]}"; do
@@ -70,4 +72,5 @@ version mariadb-client mariadb --version
 version galera-4 dpkg-query -W -f='${Version}\n' galera-4
 version postgresql-15 "$PG_BIN/postgres" --version
 version postgresql-client-15 "$PG_BIN/psql" --version
+version promtool promtool --version
 exit "$fail"

@@ -129,6 +129,7 @@ fn start_replica(
                 restic_bin: "restic".into(),
                 lock_wait: Duration::from_secs(60),
                 stall_timeout: Some(Duration::from_secs(60)),
+                queue: Default::default(),
             },
             shutdown_grace: Duration::from_secs(10),
             election_retry: Duration::from_millis(200),
@@ -529,4 +530,218 @@ fn two_replicas_elect_one_leader_and_hand_over_on_shutdown() {
     });
     assert_ne!(holder().unwrap(), leader_id);
     standby.stop(&rt);
+}
+
+/// `hasteward serve` as a subprocess; its stderr goes to a file for the failure message.
+struct ServeProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+    log: std::path::PathBuf,
+}
+
+fn spawn_serve(
+    kubeconfig: &Path,
+    dir: &Path,
+    path_prefix: Option<&Path>,
+    extra: &[&str],
+) -> ServeProcess {
+    let port = hasteward_testkit::free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let log = dir.join("serve.log");
+    let mut cmd = hasteward();
+    cmd.args([
+        "serve",
+        "--kubeconfig",
+        &kubeconfig.display().to_string(),
+        "--listen",
+        &addr.to_string(),
+        "--lease-namespace",
+        NS,
+        "-v",
+    ])
+    .args(extra)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap());
+    if let Some(p) = path_prefix {
+        cmd.env("PATH", with_path_prefix(p));
+    }
+    ServeProcess {
+        child: cmd.spawn().unwrap(),
+        addr,
+        log,
+    }
+}
+
+impl ServeProcess {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit code (panics after `limit`).
+    fn terminate(mut self, limit: Duration) -> (i32, String) {
+        kill(self.child.id(), nix::sys::signal::Signal::SIGTERM);
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code().unwrap_or(-1), self.log());
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("serve did not stop within {limit:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn the_binary_catches_up_missed_runs_serves_lintable_metrics_and_stops_on_sigterm() {
+    let pg = Postgres::start();
+    pg.psql(
+        "postgres",
+        "CREATE TABLE ledger (id int); INSERT INTO ledger SELECT generate_series(1, 10);",
+    );
+    let repo = Repo::new();
+    let mut db = host_database(
+        "pg",
+        &pg,
+        "pg-credentials",
+        json!({"schedule": {"backup": "0 2 * * *", "timezone": "Europe/Berlin"}, "repositories": ["local"]}),
+    );
+    // It last ran long ago: the most recent 02:00 was missed, so it runs at once.
+    db["status"] = json!({"lastBackup": "2026-01-01T00:00:00Z"});
+    let mut repository = repository("local", &repo);
+    repository["spec"]["check"] = json!({"schedule": "0 5 * * 0", "readDataSubset": "rotate/7"});
+    repository["status"] = json!({"lastCheck": "2026-01-01T00:00:00Z"});
+    let (sim, dir, kubeconfig) = simulator(vec![
+        repo_password_secret(&repo),
+        secret("pg-credentials", "password", pg.password()),
+        repository,
+        db,
+    ]);
+    // A first snapshot taken by the CLI: the repository exists before the operator checks it.
+    let mut args = vec!["backup".to_string()];
+    let pw = secret_file(dir.path(), "pg.pw", pg.password());
+    args.extend(pg_args(&pg, &pw, "pg"));
+    args.extend(repo.args());
+    let (code, _, err) = run(&args, None);
+    assert_eq!(code, 0, "{err}");
+    let serve = spawn_serve(
+        &kubeconfig,
+        dir.path(),
+        None,
+        &["--no-cnpg", "--no-mariadb"],
+    );
+    wait_for(
+        "the missed backup and check to run",
+        Duration::from_secs(120),
+        || {
+            let s = status_of(&sim, "standalonedatabases", Some(NS), "pg");
+            let r = status_of(&sim, "backuprepositories", None, "local");
+            s["lastBackupResult"].is_string() && r["lastCheckResult"].is_string()
+        },
+    );
+    let s = status_of(&sim, "standalonedatabases", Some(NS), "pg");
+    assert_eq!(s["lastBackupResult"], "success", "{s}\n{}", serve.log());
+    assert_eq!(repo.snapshots().len(), 2);
+    let r = status_of(&sim, "backuprepositories", None, "local");
+    assert_eq!(r["lastCheckResult"], "healthy", "{r}\n{}", serve.log());
+    assert_eq!(r["ready"], true, "{r}");
+    assert!(r["deduplicatedSize"].as_u64().unwrap() > 0, "{r}");
+    // The next run is tomorrow 02:00 Berlin time (01:00 UTC in winter).
+    let next = s["nextBackup"].as_str().unwrap();
+    assert!(next.ends_with("T01:00:00Z"), "{next}");
+
+    // /metrics passes promtool's lint.
+    let (code, body) = http_get(serve.addr, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("hasteward_repository_check_result{repository=\"local\"} 1"),
+        "{body}"
+    );
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (scripts/install-deps.sh)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (code, log) = serve.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0, "{log}");
+    assert!(sim
+        .get(
+            "coordination.k8s.io/v1",
+            "leases",
+            Some(NS),
+            "hasteward-operator"
+        )
+        .is_none());
+}
+
+#[test]
+fn shutdown_during_a_backup_cancels_it_without_a_snapshot_or_a_stale_lock() {
+    let pg = Postgres::start();
+    let repo = Repo::new();
+    // A dump that streams its real output, then hangs: a backup still running at shutdown.
+    let bin = shim(
+        repo.dir.path(),
+        "pg_dumpall",
+        &format!("{REAL_PG_DUMPALL} \"$@\"; exec sleep 4711"),
+    );
+    let mut db = host_database(
+        "pg",
+        &pg,
+        "pg-credentials",
+        json!({"schedule": {"backup": "0 2 * * *"}, "repositories": ["local"]}),
+    );
+    db["status"] = json!({"lastBackup": "2026-01-01T00:00:00Z"});
+    let (sim, dir, kubeconfig) = simulator(vec![
+        repo_password_secret(&repo),
+        secret("pg-credentials", "password", pg.password()),
+        repository("local", &repo),
+        db,
+    ]);
+    let serve = spawn_serve(
+        &kubeconfig,
+        dir.path(),
+        Some(&bin),
+        &["--no-cnpg", "--no-mariadb", "--shutdown-grace", "1"],
+    );
+    wait_for("the dump to hang", Duration::from_secs(60), || {
+        !pids_with("sleep 4711").is_empty()
+    });
+    let (code, log) = serve.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("cancelling 1 operation"), "{log}");
+    assert!(
+        repo.snapshots().is_empty(),
+        "an aborted stream never becomes a snapshot"
+    );
+    assert_eq!(repo.locks(), 0, "no stale restic lock");
+    wait_for("the dump to be gone", Duration::from_secs(10), || {
+        pids_with("sleep 4711").is_empty()
+    });
+    let s = status_of(&sim, "standalonedatabases", Some(NS), "pg");
+    assert_eq!(s["lastBackupResult"], "failure", "{s}");
+    assert!(
+        condition(&s, "LastBackupSucceeded").unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("cancel"),
+        "{s}"
+    );
 }

@@ -70,6 +70,7 @@ pub async fn run(
             restic_bin: cli.restic_bin.clone(),
             lock_wait: Duration::from_secs(a.lock_wait),
             stall_timeout: (a.stall_timeout > 0).then(|| Duration::from_secs(a.stall_timeout)),
+            queue: Default::default(),
         },
         shutdown_grace: Duration::from_secs(a.shutdown_grace),
         election_retry: Duration::from_secs(a.election_retry.max(1)),

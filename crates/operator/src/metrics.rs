@@ -186,8 +186,8 @@ impl Metrics {
             ),
             repository_snapshots: gauge(
                 &r,
-                "hasteward_repository_snapshot_count",
-                "Snapshots in the repository",
+                "hasteward_repository_snapshots",
+                "Snapshots in the repository (renamed from the earlier tool's never-set hasteward_repository_snapshot_count: promtool rejects _count on a gauge)",
                 REPO,
             ),
             repository_total_size: gauge(

@@ -5,6 +5,7 @@
 //! is removed after the run, backend credentials as environment variables).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -22,8 +23,58 @@ use hasteward_exec::CancellationToken;
 use hasteward_k8s::{Kube, PodRunner};
 use hasteward_model::{DbType, Engine, SnapshotKind, SnapshotLabels};
 use hasteward_restic::{Credentials, Restic, SnapshotFilter};
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use crate::config::{BackupSettings, DatabaseTarget, TargetEngine};
+
+/// One fair read-write lock per repository name: backups read, retention and checks write.
+#[derive(Debug, Default)]
+pub struct RepositoryQueue {
+    locks: std::sync::Mutex<std::collections::HashMap<String, Arc<RwLock<()>>>>,
+}
+
+impl RepositoryQueue {
+    fn lock_of(&self, repository: &str) -> Arc<RwLock<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(repository.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Shared access (a backup), or `None` when cancelled while waiting.
+    pub async fn shared(
+        &self,
+        repository: &str,
+        cancel: &CancellationToken,
+    ) -> Option<OwnedRwLockReadGuard<()>> {
+        let lock = self.lock_of(repository);
+        tokio::select! {
+            g = lock.read_owned() => Some(g),
+            _ = cancel.cancelled() => None,
+        }
+    }
+
+    /// Exclusive access (retention, a check), or `None` when cancelled while waiting.
+    pub async fn exclusive(
+        &self,
+        repository: &str,
+        cancel: &CancellationToken,
+    ) -> Option<OwnedRwLockWriteGuard<()>> {
+        let lock = self.lock_of(repository);
+        tokio::select! {
+            g = lock.write_owned() => Some(g),
+            _ = cancel.cancelled() => None,
+        }
+    }
+}
+
+fn cancelled_waiting(repository: &str) -> Error {
+    Error::Cancelled(format!(
+        "cancelled while waiting for other operations on repository {repository}"
+    ))
+}
 
 /// What every run needs.
 #[derive(Clone)]
@@ -36,6 +87,8 @@ pub struct RunEnv {
     pub lock_wait: Duration,
     /// Abort a dump that sends nothing for this long.
     pub stall_timeout: Option<Duration>,
+    /// The per-repository queue.
+    pub queue: Arc<RepositoryQueue>,
 }
 
 /// The outcome of a backup into one repository.
@@ -327,7 +380,13 @@ async fn backup_one<T: Target>(
         progress: None,
         cancel: cancel.clone(),
     };
-    entry.backup = flows::backup(&restic, target, labels, &stream).await;
+    {
+        let Some(_shared) = env.queue.shared(name, cancel).await else {
+            entry.backup = Err(cancelled_waiting(name));
+            return entry;
+        };
+        entry.backup = flows::backup(&restic, target, labels, &stream).await;
+    }
     if entry.backup.is_err() {
         return entry;
     }
@@ -346,12 +405,15 @@ async fn backup_one<T: Target>(
                 SnapshotKind::Backup.as_str().to_string(),
             ),
         ];
-        entry.retention = Some(
-            with_lock_retry(&restic, &wait, || {
-                flows::prune(&restic, tags.clone(), policy, false)
-            })
-            .await,
-        );
+        entry.retention = Some(match env.queue.exclusive(name, cancel).await {
+            None => Err(cancelled_waiting(name)),
+            Some(_exclusive) => {
+                with_lock_retry(&restic, &wait, || {
+                    flows::prune(&restic, tags.clone(), policy, false)
+                })
+                .await
+            }
+        });
     }
     entry.snapshot_count = restic
         .snapshots(&SnapshotFilter::default())
@@ -422,7 +484,11 @@ pub async fn check_repository(
                 on_wait: None,
                 cancel: cancel.clone(),
             };
-            outcome.result = check(&restic, subset.as_deref(), &wait).await;
+            let exclusive = env.queue.exclusive(name, cancel).await;
+            outcome.result = match &exclusive {
+                None => Err(cancelled_waiting(name)),
+                Some(_) => check(&restic, subset.as_deref(), &wait).await,
+            };
             if outcome.result.is_ok() {
                 outcome.snapshot_count = restic
                     .snapshots(&SnapshotFilter::default())
