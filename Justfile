@@ -24,3 +24,4 @@ e2e:
 # Regenerate the CRD YAML from the Rust types (a test fails when it is stale).
 crds:
     cargo run -q -p hasteward -- crd > deploy/crds/hasteward.yaml
+    cp deploy/crds/hasteward.yaml deploy/helm/hasteward/crds/hasteward.yaml

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real components that hasteward's tests and demo need, on Debian 12:
 # restic, MariaDB server + client, Galera 4, PostgreSQL 15 server + client, and promtool
-# (Debian's prometheus package: lints /metrics and unit-tests the alert rules).
+# (Debian's prometheus package: lints /metrics and unit-tests the alert rules), and kubectl
+# (renders the kustomize install).
 # Idempotent: installs only what is missing; quiet except for one version line
 # per component at the end (and apt's output if an install fails).
 set -euo pipefail
@@ -30,6 +31,10 @@ missing=()
 for pkg in "${ORDER[@]}"; do
   [ -x "${PROBE[$pkg]}" ] || [ -f "${PROBE[$pkg]}" ] || missing+=("$pkg")
 done
+
+# kubectl renders the kustomize install in the deploy tests; any kubectl will do (Debian's
+# kubernetes-client when the machine has none).
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   log=$(mktemp)
@@ -73,4 +78,5 @@ version galera-4 dpkg-query -W -f='${Version}\n' galera-4
 version postgresql-15 "$PG_BIN/postgres" --version
 version postgresql-client-15 "$PG_BIN/psql" --version
 version promtool promtool --version
+version kubectl kubectl version --client
 exit "$fail"

@@ -173,17 +173,29 @@ fn required_permission(r: &RecordedRequest) -> Option<(String, String, String)> 
 
 /// Fails unless every request is allowed by Role `role` of `rbac/hasteward-cli.yaml`.
 pub(crate) fn assert_role_allows(role: &str, requests: &[RecordedRequest]) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rbac/hasteward-cli.yaml");
+    assert_rules_allow("rbac/hasteward-cli.yaml", &[role], requests);
+}
+
+/// Fails unless every request is allowed by the union of the named Roles/ClusterRoles of `file`
+/// (relative to the repository root).
+pub(crate) fn assert_rules_allow(file: &str, roles: &[&str], requests: &[RecordedRequest]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(file);
     let objects = SimConfig::from_yaml(&std::fs::read_to_string(&path).unwrap())
         .unwrap()
         .objects;
-    let rules = objects
-        .iter()
-        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == role)
-        .unwrap_or_else(|| panic!("no Role {role} in {}", path.display()))["rules"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let mut rules = Vec::new();
+    for role in roles {
+        let found = objects
+            .iter()
+            .find(|o| {
+                (o["kind"] == "Role" || o["kind"] == "ClusterRole")
+                    && o["metadata"]["name"] == *role
+            })
+            .unwrap_or_else(|| panic!("no Role or ClusterRole {role} in {}", path.display()));
+        rules.extend(found["rules"].as_array().unwrap().iter().cloned());
+    }
     let has = |list: &Value, item: &str| {
         list.as_array()
             .is_some_and(|l| l.iter().any(|v| v == item || v == "*"))
@@ -198,7 +210,7 @@ pub(crate) fn assert_role_allows(role: &str, requests: &[RecordedRequest]) {
             rules.iter().any(|rule| has(&rule["apiGroups"], &group)
                 && has(&rule["resources"], &resource)
                 && has(&rule["verbs"], &verb)),
-            "Role {role} does not allow {verb} {resource} (group {group:?}): {} {}",
+            "{roles:?} in {file} do not allow {verb} {resource} (group {group:?}): {} {}",
             r.method,
             r.path
         );

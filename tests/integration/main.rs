@@ -4,6 +4,7 @@
 
 mod support;
 
+mod deploy;
 mod environment;
 mod failures;
 mod kube;

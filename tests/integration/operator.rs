@@ -365,6 +365,7 @@ fn scheduled_backups_fire_at_their_minute_and_report_success_and_failure() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(repo.snapshots().len(), 1);
     op.stop(&rt);
+    assert_operator_rbac(&sim);
     // The Lease is released on the way out.
     assert!(sim
         .get(
@@ -482,26 +483,41 @@ fn policy_edits_replan_at_once_and_invalid_input_becomes_a_condition_and_an_even
         Some(0.0)
     );
     op.stop(&rt);
+    assert_operator_rbac(&sim);
     assert!(repo.snapshots().is_empty());
 }
 
 #[test]
 fn two_replicas_elect_one_leader_and_hand_over_on_shutdown() {
-    let (sim, _dir, kubeconfig) = simulator(vec![]);
+    let repo = Repo::new();
+    // A database whose last success is on record: every new leader exports it at once, so a
+    // "backup too old" alert does not wait for the next success after a restart.
+    let db = json!({"apiVersion": API, "kind": "StandaloneDatabase",
+        "metadata": {"name": "pg", "namespace": NS},
+        "spec": {"dbType": "postgres", "target": {"pod": {"name": "pg-0"}},
+                 "schedule": {"backup": "0 2 * * *"}, "repositories": ["local"]},
+        "status": {"lastSuccessfulBackup": "2026-11-22T02:00:07Z"}});
+    let (sim, _dir, kubeconfig) = simulator(vec![repository("local", &repo), db]);
+    let seeded = "hasteward_backup_last_success_timestamp{cluster=\"pg\",engine=\"standalone\",namespace=\"db\",repository=\"local\"}";
+    let recorded = at("2026-11-22T02:00:07Z").timestamp() as f64;
     let rt = runtime();
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(at("2026-11-23T01:00:00Z")));
     let a = start_replica(&rt, &kubeconfig, "replica-a", clock.clone());
     let b = start_replica(&rt, &kubeconfig, "replica-b", clock.clone());
     let role = |r: &Replica| http_get(r.addr, "/readyz");
-    wait_for(
-        "one leader and one standby",
-        Duration::from_secs(30),
-        || {
-            let mut roles = [role(&a).1, role(&b).1];
-            roles.sort();
-            roles == ["leader\n", "standby\n"]
-        },
-    );
+    let start = std::time::Instant::now();
+    loop {
+        let mut roles = [role(&a).1, role(&b).1];
+        roles.sort();
+        if roles == ["leader\n", "standby\n"] {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no single leader after 30 s: {roles:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let holder = || {
         sim.get(
             "coordination.k8s.io/v1",
@@ -519,6 +535,16 @@ fn two_replicas_elect_one_leader_and_hand_over_on_shutdown() {
     let leader_id = holder().unwrap();
     assert_eq!(metric(leader.addr, "hasteward_leader"), Some(1.0));
     assert_eq!(metric(standby.addr, "hasteward_leader"), Some(0.0));
+    wait_for(
+        "the leader to export the recorded success",
+        Duration::from_secs(10),
+        || metric(leader.addr, seeded) == Some(recorded),
+    );
+    assert_eq!(
+        metric(standby.addr, seeded),
+        None,
+        "only the leader exports target gauges"
+    );
     // Some time passes; still exactly one leader.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(role(&standby).1, "standby\n");
@@ -529,7 +555,22 @@ fn two_replicas_elect_one_leader_and_hand_over_on_shutdown() {
         role(&standby).1 == "leader\n"
     });
     assert_ne!(holder().unwrap(), leader_id);
+    wait_for(
+        "the new leader to export the recorded success",
+        Duration::from_secs(10),
+        || metric(standby.addr, seeded) == Some(recorded),
+    );
     standby.stop(&rt);
+    assert_operator_rbac(&sim);
+}
+
+/// Every request the operator made is allowed by its least-privilege roles.
+fn assert_operator_rbac(sim: &Simulator) {
+    crate::kube::assert_rules_allow(
+        "rbac/hasteward-operator.yaml",
+        &["hasteward-operator", "hasteward-operator-leader"],
+        &sim.requests(),
+    );
 }
 
 /// `hasteward serve` as a subprocess; its stderr goes to a file for the failure message.

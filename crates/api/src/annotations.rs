@@ -39,6 +39,8 @@ pub const LAST_BACKUP: &str = "clinic.hasteward.prplanit.com/last-backup";
 pub const LAST_BACKUP_DURATION: &str = "clinic.hasteward.prplanit.com/last-backup-duration";
 /// Written: `success` or `failure` of the last backup (new; the earlier tool had none).
 pub const LAST_BACKUP_RESULT: &str = "clinic.hasteward.prplanit.com/last-backup-result";
+/// Written: when the last successful backup ended (new).
+pub const LAST_SUCCESSFUL_BACKUP: &str = "clinic.hasteward.prplanit.com/last-successful-backup";
 /// Written: when the last triage ended.
 pub const LAST_TRIAGE: &str = "clinic.hasteward.prplanit.com/last-triage";
 /// Written: `healthy`, `unhealthy` or `split-brain`.

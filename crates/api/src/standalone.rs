@@ -172,6 +172,9 @@ pub struct StandaloneDatabaseStatus {
     /// `success` or `failure`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup_result: Option<String>,
+    /// When the last successful backup ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_backup: Option<String>,
     /// Seconds the last backup took (all repositories).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup_duration_seconds: Option<f64>,

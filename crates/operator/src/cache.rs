@@ -159,6 +159,7 @@ fn parse_time(t: Option<&String>) -> Option<DateTime<Utc>> {
 
 impl Caches {
     /// Waits until hasteward's own kinds are listed once (the optional ones join later).
+    /// Only one task may wait: kube-runtime wakes just the last waiter of a store.
     pub async fn wait_synced(&self) {
         let _ = self.standalone.wait_until_ready().await;
         let _ = self.policies.wait_until_ready().await;
@@ -243,6 +244,23 @@ impl Caches {
         self.policies.get(&reflector::ObjectRef::new(name))
     }
 
+    fn annotated(
+        &self,
+        engine: TargetEngine,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<DynamicObject>> {
+        let store = match engine {
+            TargetEngine::Cnpg => self.cnpg.as_ref()?,
+            TargetEngine::Galera => self.mariadb.as_ref()?,
+            TargetEngine::Standalone => return None,
+        };
+        store.state().into_iter().find(|o| {
+            o.metadata.namespace.as_deref() == Some(namespace)
+                && o.metadata.name.as_deref() == Some(name)
+        })
+    }
+
     /// The uid of an annotated database, for Events.
     pub fn annotated_uid(
         &self,
@@ -250,18 +268,25 @@ impl Caches {
         namespace: &str,
         name: &str,
     ) -> Option<String> {
-        let store = match engine {
-            TargetEngine::Cnpg => self.cnpg.as_ref()?,
-            TargetEngine::Galera => self.mariadb.as_ref()?,
-            TargetEngine::Standalone => return None,
-        };
-        store
-            .state()
-            .into_iter()
-            .find(|o| {
-                o.metadata.namespace.as_deref() == Some(namespace)
-                    && o.metadata.name.as_deref() == Some(name)
-            })
-            .and_then(|o| o.metadata.uid.clone())
+        self.annotated(engine, namespace, name)?
+            .metadata
+            .uid
+            .clone()
+    }
+
+    /// One annotation of an annotated database.
+    pub fn annotation(
+        &self,
+        engine: TargetEngine,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Option<String> {
+        self.annotated(engine, namespace, name)?
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .cloned()
     }
 }

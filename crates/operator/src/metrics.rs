@@ -245,6 +245,31 @@ impl Metrics {
         }
     }
 
+    /// Forgets every per-target gauge: a replica that stops leading must not keep exporting
+    /// its last values next to the new leader's (counters stay: they are this process's own).
+    pub fn reset_gauges(&self) {
+        for g in [
+            &self.backup_last_success,
+            &self.backup_last_duration,
+            &self.backup_size,
+            &self.triage_last_run,
+            &self.triage_healthy_instances,
+            &self.triage_total_instances,
+            &self.triage_result,
+            &self.repair_last,
+            &self.repository_snapshots,
+            &self.repository_total_size,
+            &self.repository_dedup_size,
+            &self.check_last_success,
+            &self.check_last_duration,
+            &self.check_healthy,
+            &self.managed_databases,
+        ] {
+            g.reset();
+        }
+        self.running.set(0.0);
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

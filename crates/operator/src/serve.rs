@@ -88,6 +88,7 @@ struct Ctx {
     health: Arc<Health>,
     clock: Arc<dyn Clock>,
     changed: Arc<Notify>,
+    synced: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Runs the operator until `shutdown`.
@@ -115,12 +116,16 @@ pub async fn serve(
         changed.clone(),
         health.clone(),
     );
+    // One waiter only: a store's readiness wakes just the last task that polled it
+    // (kube-runtime's DelayedInit keeps one waker), so everyone else watches this flag.
+    let (synced_tx, synced) = tokio::sync::watch::channel(false);
     {
         let caches = caches.clone();
         let health = health.clone();
         tokio::spawn(async move {
             caches.wait_synced().await;
             health.set_synced(true);
+            let _ = synced_tx.send(true);
         });
     }
     let ctx = Ctx {
@@ -132,6 +137,7 @@ pub async fn serve(
         health,
         clock,
         changed,
+        synced,
     };
     while !shutdown.is_cancelled() {
         let Some(guard) = elect(&ctx, &shutdown).await else {
@@ -143,6 +149,7 @@ pub async fn serve(
         lead(&ctx, &guard, &shutdown).await;
         ctx.health.set_leader(false);
         ctx.metrics.leader.set(0.0);
+        ctx.metrics.reset_gauges();
         if let Err(e) = guard.release().await {
             tracing::warn!("releasing the leader Lease failed (it expires by itself): {e}");
         }
@@ -197,6 +204,13 @@ async fn lead(ctx: &Ctx, guard: &LeaseGuard, shutdown: &CancellationToken) {
     let mut runs: JoinSet<Report> = JoinSet::new();
     let mut memory = Memory::default();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(20));
+    // Plan only from complete lists: a policy not listed yet would read as missing.
+    let mut synced = ctx.synced.clone();
+    tokio::select! {
+        _ = synced.wait_for(|s| *s) => {}
+        _ = shutdown.cancelled() => return,
+    }
+    seed_metrics(ctx);
     loop {
         ctx.health.beat();
         if guard.lost() {
@@ -275,6 +289,72 @@ async fn lead(ctx: &Ctx, guard: &LeaseGuard, shutdown: &CancellationToken) {
         }
     }
     ctx.metrics.running.set(0.0);
+}
+
+/// Last-success times from the recorded status, so "backup too old" alerts work from the first
+/// scrape after a restart or a leader change, not only after the next success.
+fn seed_metrics(ctx: &Ctx) {
+    let desired = config::resolve(&ctx.caches.inputs());
+    for t in &desired.databases {
+        let Some(settings) = &t.backup else { continue };
+        let last_success = match t.engine {
+            TargetEngine::Standalone => ctx
+                .caches
+                .standalone(&t.namespace, &t.name)
+                .and_then(|o| o.status.clone())
+                .and_then(|s| s.last_successful_backup),
+            _ => ctx.caches.annotation(
+                t.engine,
+                &t.namespace,
+                &t.name,
+                annotations::LAST_SUCCESSFUL_BACKUP,
+            ),
+        };
+        let Some(at) = last_success
+            .as_deref()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        else {
+            continue;
+        };
+        for repo in &settings.repositories {
+            ctx.metrics
+                .backup_last_success
+                .with_label_values(&[t.engine.as_str(), &t.name, &t.namespace, repo])
+                .set(at.timestamp() as f64);
+        }
+    }
+    for r in ctx.caches.repositories.state() {
+        let (Some(name), Some(status)) = (&r.metadata.name, &r.status) else {
+            continue;
+        };
+        if let Some(n) = status.snapshot_count {
+            ctx.metrics
+                .repository_snapshots
+                .with_label_values(&[name])
+                .set(n as f64);
+        }
+        if status.last_check_result.as_deref() == Some("healthy") {
+            if let Some(at) = status
+                .last_check
+                .as_deref()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            {
+                ctx.metrics
+                    .check_last_success
+                    .with_label_values(&[name])
+                    .set(at.timestamp() as f64);
+                ctx.metrics
+                    .check_healthy
+                    .with_label_values(&[name])
+                    .set(1.0);
+            }
+        } else if status.last_check_result.is_some() {
+            ctx.metrics
+                .check_healthy
+                .with_label_values(&[name])
+                .set(0.0);
+        }
+    }
 }
 
 /// What the leader wrote, so writes build on its own latest state rather than a cache that
@@ -815,6 +895,7 @@ async fn record_backup(
             });
             if ok {
                 patch["lastSnapshots"] = json!(snapshots);
+                patch["lastSuccessfulBackup"] = json!(ended);
             }
             match ctx
                 .writer
@@ -828,11 +909,14 @@ async fn record_backup(
             }
         }
         TargetEngine::Cnpg | TargetEngine::Galera => {
-            let ann: Value = json!({
+            let mut ann: Value = json!({
                 annotations::LAST_BACKUP: ended,
                 annotations::LAST_BACKUP_DURATION: format!("{:.1}s", outcome.seconds),
                 annotations::LAST_BACKUP_RESULT: result,
             });
+            if ok {
+                ann[annotations::LAST_SUCCESSFUL_BACKUP] = json!(ended);
+            }
             if let Err(e) = ctx
                 .writer
                 .annotate(t.engine, &t.namespace, &t.name, ann)

@@ -1,0 +1,270 @@
+//! The deployment files: copies stay equal to their sources, kustomize renders the operator
+//! install under the restricted pod security profile, RBAC has no wildcards, the alert rules
+//! pass promtool's checks and unit tests, and the rules and dashboard only name metrics the
+//! operator exports.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hasteward_kubesim::SimConfig;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The text of the first `rules:` block of the document of `kind` in a multi-document file.
+fn rules_block(text: &str, kind: &str) -> String {
+    let doc = text
+        .split("\n---\n")
+        .find(|d| d.lines().any(|l| l == format!("kind: {kind}")))
+        .unwrap_or_else(|| panic!("no {kind} in\n{text}"));
+    let start = doc.find("rules:\n").expect("a rules block");
+    doc[start..].trim_end().to_string()
+}
+
+#[test]
+fn copies_stay_equal_to_their_sources() {
+    let fix = "run `just crds` / copy the source over the copy";
+    assert!(
+        read("deploy/helm/hasteward/crds/hasteward.yaml") == read("deploy/crds/hasteward.yaml"),
+        "the chart's CRDs are stale: {fix}"
+    );
+    assert!(
+        read("deploy/helm/hasteward/files/hasteward-rules.yaml")
+            == read("deploy/prometheus/hasteward-rules.yaml"),
+        "the chart's alert rules are stale: {fix}"
+    );
+    assert!(
+        read("deploy/operator/rbac.yaml") == read("rbac/hasteward-operator.yaml"),
+        "deploy/operator/rbac.yaml differs from rbac/hasteward-operator.yaml: {fix}"
+    );
+    let source = read("rbac/hasteward-operator.yaml");
+    let chart = read("deploy/helm/hasteward/templates/rbac.yaml");
+    for kind in ["ClusterRole", "Role"] {
+        assert_eq!(
+            rules_block(&chart, kind),
+            rules_block(&source, kind),
+            "the chart's {kind} rules differ from rbac/hasteward-operator.yaml"
+        );
+    }
+}
+
+#[test]
+fn rbac_names_every_resource_and_verb_without_wildcards() {
+    for file in ["rbac/hasteward-operator.yaml", "rbac/hasteward-cli.yaml"] {
+        let objects = SimConfig::from_yaml(&read(file)).unwrap().objects;
+        let mut rules = 0;
+        for o in &objects {
+            for rule in o["rules"].as_array().into_iter().flatten() {
+                rules += 1;
+                for field in ["apiGroups", "resources", "verbs"] {
+                    let list = rule[field]
+                        .as_array()
+                        .unwrap_or_else(|| panic!("{file}: {rule}"));
+                    assert!(!list.is_empty(), "{file}: empty {field} in {rule}");
+                    assert!(
+                        list.iter()
+                            .all(|v| v.as_str().is_some_and(|s| !s.contains('*'))),
+                        "{file}: wildcard in {rule}"
+                    );
+                }
+            }
+        }
+        assert!(rules > 0, "{file} has no rules");
+    }
+}
+
+#[test]
+fn kustomize_renders_a_restricted_operator_install() {
+    let out = Command::new("kubectl")
+        .args(["kustomize", &root().join("deploy").display().to_string()])
+        .output()
+        .expect("kubectl is installed (scripts/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let objects = SimConfig::from_yaml(&String::from_utf8_lossy(&out.stdout))
+        .unwrap()
+        .objects;
+    let mut kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "Deployment",
+            "Namespace",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+    for o in &objects {
+        let namespaced = !matches!(
+            o["kind"].as_str(),
+            Some("ClusterRole" | "ClusterRoleBinding" | "CustomResourceDefinition" | "Namespace")
+        );
+        if namespaced {
+            assert_eq!(
+                o["metadata"]["namespace"], "hasteward-system",
+                "{}",
+                o["kind"]
+            );
+        }
+    }
+    let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = &pod["containers"][0];
+    assert_eq!(c["args"][0], "serve");
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    let mounts: Vec<&str> = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["mountPath"].as_str())
+        .collect();
+    assert!(mounts.contains(&"/tmp"), "restic needs a writable temp dir");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/livez");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let shutdown: u64 = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|a| a.as_str()?.strip_prefix("--shutdown-grace=")?.parse().ok())
+        .unwrap();
+    assert!(
+        shutdown < grace,
+        "--shutdown-grace must end before the kubelet kills the pod"
+    );
+    let binding = objects
+        .iter()
+        .find(|o| o["kind"] == "ClusterRoleBinding")
+        .unwrap();
+    assert_eq!(binding["subjects"][0]["namespace"], "hasteward-system");
+}
+
+fn promtool(args: &[&str], dir: &Path) {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("promtool is installed (scripts/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "promtool {args:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn alert_rules_pass_promtool_checks_and_unit_tests() {
+    let dir = root().join("deploy/prometheus");
+    promtool(&["check", "rules", "hasteward-rules.yaml"], &dir);
+    promtool(&["test", "rules", "hasteward-rules_test.yaml"], &dir);
+}
+
+/// Every `hasteward_*` name in `text`, histogram suffixes removed.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = text[i..].find("hasteward_") {
+        let start = i + pos;
+        let preceded_by_word =
+            start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let mut end = start;
+        while end < bytes.len()
+            && (bytes[end].is_ascii_lowercase()
+                || bytes[end] == b'_'
+                || bytes[end].is_ascii_digit())
+        {
+            end += 1;
+        }
+        if !preceded_by_word {
+            let name = &text[start..end];
+            let name = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|n| n.ends_with("_seconds")))
+                .unwrap_or(name);
+            out.push(name.to_string());
+        }
+        i = end;
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn rules_and_dashboard_name_only_exported_metrics() {
+    let exported = read("crates/operator/src/metrics.rs");
+    let exported: Vec<String> = metric_names(&exported)
+        .into_iter()
+        .filter(|n| exported.contains(&format!("\"{n}\"")))
+        .collect();
+    assert!(exported.len() > 20, "{exported:?}");
+    let dashboard: Value =
+        serde_json::from_str(&read("deploy/grafana/hasteward-dashboard.json")).expect("valid JSON");
+    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 8));
+    for file in [
+        "deploy/prometheus/hasteward-rules.yaml",
+        "deploy/grafana/hasteward-dashboard.json",
+    ] {
+        let used = metric_names(&read(file));
+        assert!(!used.is_empty(), "{file} names no metric");
+        for name in used {
+            assert!(
+                exported.contains(&name),
+                "{file} uses {name}, which the operator does not export"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_plain_yaml_file_under_deploy_parses() {
+    let mut checked = 0;
+    let mut stack = vec![root().join("deploy")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                // Helm templates are Go templates, not YAML.
+                if !path.ends_with("templates") {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(!docs.is_empty(), "{}", path.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "{checked}");
+}
