@@ -103,6 +103,17 @@ fn start_replica(
     identity: &str,
     clock: Arc<dyn Clock>,
 ) -> Replica {
+    start_replica_notifying(rt, kubeconfig, identity, clock, None)
+}
+
+fn start_replica_notifying(
+    rt: &tokio::runtime::Runtime,
+    kubeconfig: &Path,
+    identity: &str,
+    clock: Arc<dyn Clock>,
+    notify_secret: Option<&str>,
+) -> Replica {
+    let notify_secret = notify_secret.map(String::from);
     let kubeconfig = kubeconfig.to_path_buf();
     let identity = identity.to_string();
     rt.block_on(async move {
@@ -133,6 +144,7 @@ fn start_replica(
             },
             shutdown_grace: Duration::from_secs(10),
             election_retry: Duration::from_millis(200),
+            notify_secret,
         };
         let stop = CancellationToken::new();
         let token = stop.clone();
@@ -785,4 +797,175 @@ fn shutdown_during_a_backup_cancels_it_without_a_snapshot_or_a_stale_lock() {
             .contains("cancel"),
         "{s}"
     );
+}
+
+/// A webhook receiver on loopback: records (path, JSON body) of every POST, answers 200.
+struct Receiver {
+    addr: SocketAddr,
+    seen: Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+fn receiver() -> Receiver {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head_end, length) = loop {
+                let n = conn.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break (None, 0);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0usize);
+                    break (Some(end + 4), length);
+                }
+            };
+            let Some(head_end) = head_end else { continue };
+            while buf.len() < head_end + length {
+                let n = conn.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let text = String::from_utf8_lossy(&buf[..head_end]).to_string();
+            let path = text.split_whitespace().nth(1).unwrap_or("").to_string();
+            let body = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+            out.lock().unwrap().push((path, body));
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    Receiver { addr, seen }
+}
+
+impl Receiver {
+    fn seen(&self) -> Vec<(String, Value)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn webhooks_announce_a_failure_once_and_then_the_recovery() {
+    let pg = Postgres::start();
+    let repo = Repo::new();
+    let hooks = receiver();
+    let mut notify = secret(
+        "hasteward-notify",
+        "webhook-url",
+        &format!("http://{}/hook", hooks.addr),
+    );
+    notify["data"]["slack-url"] = json!(base64(format!("http://{}/slack", hooks.addr).as_bytes()));
+    let (sim, _dir, kubeconfig) = simulator(vec![
+        repo_password_secret(&repo),
+        secret("pg-credentials", "password", "not-the-password"),
+        notify,
+        repository("local", &repo),
+        host_database(
+            "pg",
+            &pg,
+            "pg-credentials",
+            json!({"schedule": {"backup": "0 2 * * *"}, "repositories": ["local"]}),
+        ),
+    ]);
+    let rt = runtime();
+    let clock = Arc::new(ManualClock::new(at("2026-11-23T01:59:00Z")));
+    let op = start_replica_notifying(
+        &rt,
+        &kubeconfig,
+        "op-a",
+        clock.clone(),
+        Some("hasteward-notify"),
+    );
+    // Runs so far (status times are wall-clock and can repeat within a second).
+    let runs = || {
+        ["success", "failure"]
+            .iter()
+            .filter_map(|st| {
+                metric(
+                    op.addr,
+                    &format!("hasteward_backup_total{{cluster=\"pg\",engine=\"standalone\",namespace=\"db\",repository=\"local\",status=\"{st}\"}}"),
+                )
+            })
+            .sum::<f64>()
+    };
+    let run_at = |t: &str| {
+        wait_for(
+            "the next run to be planned",
+            Duration::from_secs(30),
+            || status_of(&sim, "standalonedatabases", Some(NS), "pg")["nextBackup"] == t,
+        );
+        let before = runs();
+        clock.set(at(t));
+        wait_for("the run to end", Duration::from_secs(120), || {
+            runs() > before
+        });
+    };
+
+    run_at("2026-11-23T02:00:00Z");
+    wait_for("two notices", Duration::from_secs(30), || {
+        hooks.seen().len() == 2
+    });
+    let seen = hooks.seen();
+    let hook = seen
+        .iter()
+        .find(|(p, _)| p == "/hook")
+        .expect("the generic webhook was called");
+    assert_eq!(hook.1["kind"], "backup.failed", "{}", hook.1);
+    assert_eq!(hook.1["subject"], "standalone/db/pg");
+    assert_eq!(hook.1["source"], "hasteward");
+    let slack = seen
+        .iter()
+        .find(|(p, _)| p == "/slack")
+        .expect("the Slack webhook was called");
+    assert!(slack.1["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("hasteward: backup FAILED: standalone/db/pg"));
+
+    // Still failing the next night: no second notice.
+    run_at("2026-11-24T02:00:00Z");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        hooks.seen().len(),
+        2,
+        "a failure that persists is announced once"
+    );
+
+    // Credentials fixed: the next success is announced as a recovery.
+    sim.put(secret("pg-credentials", "password", pg.password()));
+    run_at("2026-11-25T02:00:00Z");
+    assert_eq!(
+        status_of(&sim, "standalonedatabases", Some(NS), "pg")["lastBackupResult"],
+        "success"
+    );
+    wait_for("the recovery notices", Duration::from_secs(30), || {
+        hooks.seen().len() == 4
+    });
+    let kinds: Vec<Value> = hooks
+        .seen()
+        .iter()
+        .filter(|(p, _)| p == "/hook")
+        .map(|(_, b)| b["kind"].clone())
+        .collect();
+    assert_eq!(kinds, [json!("backup.failed"), json!("backup.recovered")]);
+    assert_eq!(
+        metric(op.addr, "hasteward_notifications_total{channel=\"webhook\",kind=\"backup.recovered\",result=\"delivered\"}"),
+        Some(1.0)
+    );
+    op.stop(&rt);
 }

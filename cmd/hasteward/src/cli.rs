@@ -118,6 +118,10 @@ pub struct ServeArgs {
     /// Do not watch MariaDB `MariaDB`s (their CRD is not installed).
     #[arg(long, env = "HASTEWARD_NO_MARIADB")]
     pub no_mariadb: bool,
+    /// A Secret in the operator's namespace whose keys `webhook-url` (generic JSON POST) and/or
+    /// `slack-url` (Slack-compatible) receive notices on failures, recoveries and triage changes.
+    #[arg(long, env = "HASTEWARD_NOTIFY_SECRET")]
+    pub notify_secret: Option<String>,
     /// Seconds between a standby's attempts to take the leader Lease.
     #[arg(
         long,

@@ -26,6 +26,9 @@ pub async fn run(
     if let Some(ns) = &a.watch_namespace {
         hasteward_model::validate_name("--watch-namespace", ns).map_err(usage)?;
     }
+    if let Some(name) = &a.notify_secret {
+        hasteward_model::validate_name("--notify-secret", name).map_err(usage)?;
+    }
     if a.concurrency == 0 {
         return Err(usage("--concurrency must be at least 1"));
     }
@@ -74,6 +77,7 @@ pub async fn run(
         },
         shutdown_grace: Duration::from_secs(a.shutdown_grace),
         election_retry: Duration::from_secs(a.election_retry.max(1)),
+        notify_secret: a.notify_secret.clone(),
     };
     tracing::info!("serving /metrics, /livez, /readyz on {}", a.listen);
     serve(
@@ -89,6 +93,9 @@ pub async fn run(
     .map_err(|e| match e {
         hasteward_operator::serve::ServeError::Http(io) => {
             Error::io("serving /metrics and health", io)
+        }
+        hasteward_operator::serve::ServeError::Notify(io) => {
+            Error::io("setting up webhook notifications", io)
         }
     })?;
     Ok(ExitCode::Success)

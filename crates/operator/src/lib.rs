@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;

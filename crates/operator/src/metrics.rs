@@ -50,6 +50,8 @@ pub struct Metrics {
     pub managed_databases: GaugeVec,
     /// Planning passes over each target, by engine and outcome (`ok`, `invalid`).
     pub reconcile_total: CounterVec,
+    /// Webhook deliveries by kind, channel and result.
+    pub notifications_total: CounterVec,
     /// 1 on the replica that holds the leader Lease.
     pub leader: Gauge,
     /// Runs in progress.
@@ -237,6 +239,12 @@ impl Metrics {
                 "hasteward_controller_reconcile_total",
                 "Planning passes over each target by outcome",
                 &["engine", "status"],
+            ),
+            notifications_total: counter(
+                &r,
+                "hasteward_notifications_total",
+                "Webhook notifications by kind, channel (webhook, slack) and result",
+                &["kind", "channel", "result"],
             ),
             leader,
             running,

@@ -31,6 +31,7 @@ use crate::clock::Clock;
 use crate::config::{self, DatabaseTarget, Desired, TargetEngine};
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
+use crate::notify::{transition, Delivery, Notice, Notifier};
 use crate::runner::{self, BackupOutcome, CheckOutcome, RunEnv};
 use crate::scheduler::{JobKey, JobKind, Scheduler};
 use crate::status::{self, condition, condition_differs, rfc3339, with_condition, Writer};
@@ -54,6 +55,8 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// How often a standby tries to take the Lease.
     pub election_retry: Duration,
+    /// A Secret in `lease_namespace` with `webhook-url` and/or `slack-url` for notifications.
+    pub notify_secret: Option<String>,
 }
 
 /// Why `serve` stopped other than by shutdown.
@@ -62,6 +65,9 @@ pub enum ServeError {
     /// The metrics/health listener failed.
     #[error("serving /metrics and health: {0}")]
     Http(#[from] std::io::Error),
+    /// The HTTPS client for notifications could not be built (no usable root certificates).
+    #[error("setting up webhook notifications: {0}")]
+    Notify(std::io::Error),
 }
 
 /// What a finished run reports to the loop.
@@ -81,6 +87,7 @@ enum Report {
 /// The shared parts.
 struct Ctx {
     opts: ServeOptions,
+    notifier: Notifier,
     kube: Kube,
     caches: Caches,
     writer: Writer,
@@ -128,7 +135,15 @@ pub async fn serve(
             let _ = synced_tx.send(true);
         });
     }
+    let notifier = Notifier::new(
+        kube.clone(),
+        opts.notify_secret
+            .clone()
+            .map(|name| (opts.lease_namespace.clone(), name)),
+    )
+    .map_err(ServeError::Notify)?;
     let ctx = Ctx {
+        notifier,
         writer: Writer::new(kube.client.clone(), &opts.identity),
         opts,
         kube,
@@ -369,6 +384,32 @@ struct Memory {
     announced: HashMap<String, String>,
     /// Annotated databases marked `managed`.
     managed: HashMap<String, bool>,
+    /// The last result written per object key (`success`/`failure`, `healthy`/...), for
+    /// notifications on transitions.
+    results: HashMap<String, String>,
+}
+
+/// Sends a notice in the background (a slow webhook must not hold up the loop).
+fn notify(ctx: &Ctx, notice: Notice) {
+    let notifier = ctx.notifier.clone();
+    let metrics = ctx.metrics.clone();
+    tokio::spawn(async move {
+        for (channel, delivery) in notifier.send(&notice).await {
+            let result = match delivery {
+                Delivery::Delivered => "delivered",
+                Delivery::Failed => "failed",
+            };
+            let channel = if channel == "slack-url" {
+                "slack"
+            } else {
+                "webhook"
+            };
+            metrics
+                .notifications_total
+                .with_label_values(&[notice.kind, channel, result])
+                .inc();
+        }
+    });
 }
 
 fn problems_text(problems: &[config::Problem]) -> String {
@@ -736,7 +777,7 @@ async fn record(ctx: &Ctx, report: Report, memory: &mut Memory) {
             repository,
             outcome,
             ..
-        } => record_check(ctx, &repository, &outcome).await,
+        } => record_check(ctx, &repository, &outcome, memory).await,
     }
 }
 
@@ -839,6 +880,40 @@ async fn record_backup(
             .unwrap_or_else(|| "no repository was reachable".into())
     };
     tracing::info!("{key}: {result}: {message}");
+    let dbkey = t.key();
+    let previous = memory
+        .results
+        .get(&dbkey)
+        .cloned()
+        .or_else(|| match t.engine {
+            TargetEngine::Standalone => ctx
+                .caches
+                .standalone(&t.namespace, &t.name)
+                .and_then(|o| o.status.clone())
+                .and_then(|s| s.last_backup_result),
+            engine => ctx.caches.annotation(
+                engine,
+                &t.namespace,
+                &t.name,
+                annotations::LAST_BACKUP_RESULT,
+            ),
+        });
+    memory.results.insert(dbkey.clone(), result.to_string());
+    if let Some(recovered) = transition(previous.as_deref(), ok) {
+        notify(
+            ctx,
+            Notice {
+                kind: if recovered {
+                    "backup.recovered"
+                } else {
+                    "backup.failed"
+                },
+                subject: dbkey.clone(),
+                message: message.clone(),
+                time: outcome.ended,
+            },
+        );
+    }
     ctx.writer
         .event(
             &reference,
@@ -865,7 +940,6 @@ async fn record_backup(
             )
             .await;
     }
-    let dbkey = t.key();
     match t.engine {
         TargetEngine::Standalone => {
             let cached = ctx
@@ -928,7 +1002,7 @@ async fn record_backup(
     }
 }
 
-async fn record_check(ctx: &Ctx, repository: &str, outcome: &CheckOutcome) {
+async fn record_check(ctx: &Ctx, repository: &str, outcome: &CheckOutcome, memory: &mut Memory) {
     let m = &ctx.metrics;
     let verdict = outcome.verdict();
     m.check_total
@@ -1000,5 +1074,28 @@ async fn record_check(ctx: &Ctx, repository: &str, outcome: &CheckOutcome) {
         Err(e) => (true, "CheckFailed", e.to_string()),
     };
     tracing::info!("check {repository}: {verdict}");
+    let key = format!("repository/{repository}");
+    let previous = memory.results.get(&key).cloned().or_else(|| {
+        ctx.caches
+            .repository(repository)
+            .and_then(|r| r.status.clone())
+            .and_then(|s| s.last_check_result)
+    });
+    memory.results.insert(key.clone(), verdict.to_string());
+    if let Some(recovered) = transition(previous.as_deref(), verdict == "healthy") {
+        notify(
+            ctx,
+            Notice {
+                kind: if recovered {
+                    "check.recovered"
+                } else {
+                    "check.failed"
+                },
+                subject: key,
+                message: note.clone(),
+                time: outcome.ended,
+            },
+        );
+    }
     ctx.writer.event(&reference, warning, reason, note).await;
 }
