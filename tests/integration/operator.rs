@@ -969,3 +969,153 @@ fn webhooks_announce_a_failure_once_and_then_the_recovery() {
     );
     op.stop(&rt);
 }
+
+#[test]
+fn an_opted_in_cnpg_cluster_is_backed_up_and_triaged_on_its_policys_schedules() {
+    use crate::triage::{pg_exec, pod, pvc};
+    let p = Postgres::start();
+    let mut r2 = p.start_replica_named("pg-2");
+    p.psql(
+        "postgres",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 500) g",
+    );
+    p.wait_replica_caught_up(&r2);
+    let repo = Repo::new();
+    let policy = json!({"apiVersion": API, "kind": "BackupPolicy", "metadata": {"name": "watch"},
+        "spec": {"backupSchedule": "0 2 * * *", "triageSchedule": "*/15 * * * *",
+                 "repositories": ["local"], "retention": {"keepLast": 5}}});
+    let cluster = json!({
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": {"name": "pg", "namespace": NS,
+            "annotations": {"clinic.hasteward.prplanit.com/policy": "watch"}},
+        "spec": {"instances": 2},
+        "status": {"phase": "Cluster in healthy state", "currentPrimary": "pg-1",
+            "targetPrimary": "pg-1", "instanceNames": ["pg-1", "pg-2"], "readyInstances": 2}
+    });
+    let mut objects = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+        repo_password_secret(&repo),
+        repository("local", &repo),
+        policy,
+        cluster,
+    ];
+    for name in ["pg-1", "pg-2"] {
+        objects.push(pod(
+            name,
+            "postgres",
+            json!({"cnpg.io/cluster": "pg"}),
+            true,
+        ));
+        objects.push(pvc(name));
+    }
+    let sim = Simulator::start(SimConfig {
+        objects,
+        exec: vec![pg_exec("pg-1", &p), pg_exec("pg-2", &r2)],
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig, Some(NS)).unwrap();
+
+    let rt = runtime();
+    let clock = Arc::new(ManualClock::new(at("2026-11-23T01:59:00Z")));
+    let op = start_replica_notifying(&rt, &kubeconfig, "op-a", clock.clone(), None);
+    let annotation = |key: &str| -> Option<String> {
+        sim.get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")?["metadata"]["annotations"]
+            [format!("clinic.hasteward.prplanit.com/{key}")]
+        .as_str()
+        .map(String::from)
+    };
+    wait_for(
+        "the cluster to be marked managed",
+        Duration::from_secs(30),
+        || annotation("managed").as_deref() == Some("true"),
+    );
+    // 02:00: the backup and the triage (its own group: it does not wait for the backup).
+    clock.set(at("2026-11-23T02:00:00Z"));
+    wait_for(
+        "the backup and the triage",
+        Duration::from_secs(120),
+        || annotation("last-backup-result").is_some() && annotation("last-triage-result").is_some(),
+    );
+    assert_eq!(annotation("last-backup-result").as_deref(), Some("success"));
+    assert_eq!(annotation("last-triage-result").as_deref(), Some("healthy"));
+    let snaps = repo.snapshots();
+    assert_eq!(snaps.len(), 1);
+    let tags = snaps[0]["tags"].to_string();
+    assert!(
+        tags.contains("engine=cnpg") && tags.contains("cluster=pg"),
+        "{tags}"
+    );
+    let labels = "{cluster=\"pg\",engine=\"cnpg\",namespace=\"db\"";
+    assert_eq!(
+        metric(
+            op.addr,
+            &format!("hasteward_triage_result{labels},result=\"healthy\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            op.addr,
+            &format!("hasteward_triage_total_instances{labels}}}")
+        ),
+        Some(2.0)
+    );
+    assert!(
+        events(&sim, "pg", "TriageVerdictChanged").is_empty(),
+        "healthy from the start"
+    );
+
+    // The replica's server goes down: the 02:15 triage sees it and says so, once.
+    r2.stop();
+    let mut pod2 = sim.get("v1", "pods", Some(NS), "pg-2").unwrap();
+    pod2["status"]["containerStatuses"][0]["ready"] = json!(false);
+    pod2["status"]["containerStatuses"][0]["restartCount"] = json!(9);
+    sim.put(pod2);
+    let first = annotation("last-triage");
+    clock.set(at("2026-11-23T02:15:00Z"));
+    wait_for("the 02:15 triage", Duration::from_secs(60), || {
+        annotation("last-triage") != first
+    });
+    assert_ne!(
+        annotation("last-triage-result").as_deref(),
+        Some("healthy"),
+        "{:?}",
+        sim.get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")
+    );
+    let changed = events(&sim, "pg", "TriageVerdictChanged");
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0]["type"], "Warning");
+    assert!(
+        changed[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("(was healthy)"),
+        "{}",
+        changed[0]["note"]
+    );
+    assert_eq!(
+        metric(
+            op.addr,
+            &format!("hasteward_triage_result{labels},result=\"healthy\"}}")
+        ),
+        Some(0.0)
+    );
+    // Triage changed nothing in the cluster: no pod created or deleted, no fence, no
+    // reconciliation switch; its only writes are annotations, Events, status and the Lease.
+    for r in sim.requests().iter().filter(|r| r.is_mutation()) {
+        let body = r.body.as_deref().unwrap_or("");
+        assert!(
+            !r.path.contains("/pods")
+                && !body.contains("fencedInstances")
+                && !body.contains("reconciliationLoop")
+                && (r.method != "DELETE" || r.path.contains("/leases/")),
+            "unexpected write: {} {} {body}",
+            r.method,
+            r.path
+        );
+    }
+    op.stop(&rt);
+    assert_operator_rbac(&sim);
+}

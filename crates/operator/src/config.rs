@@ -106,6 +106,19 @@ pub struct BackupSettings {
     pub retention: Option<KeepPolicy>,
 }
 
+/// The effective triage settings of a replicated cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriageSettings {
+    /// When.
+    pub schedule: Schedule,
+    /// Fixed delay.
+    pub jitter: Duration,
+    /// `triage` (report only) or `repair`.
+    pub mode: PolicyMode,
+    /// Seconds a repair waits for a healed instance.
+    pub heal_timeout: Option<u32>,
+}
+
 /// One database the operator knows about.
 #[derive(Debug, Clone)]
 pub struct DatabaseTarget {
@@ -121,12 +134,16 @@ pub struct DatabaseTarget {
     pub standalone: Option<StandaloneDatabaseSpec>,
     /// Backups, when scheduled.
     pub backup: Option<BackupSettings>,
+    /// Triage, when scheduled (replicated clusters only).
+    pub triage: Option<TriageSettings>,
     /// Why it is not (fully) scheduled: empty when all is well.
     pub problems: Vec<Problem>,
     /// Not scheduled on purpose (`suspend`, `mode: disabled`), with the reason.
     pub idle: Option<&'static str>,
     /// When its last backup ended.
     pub last_backup: Option<DateTime<Utc>>,
+    /// When its last triage ended.
+    pub last_triage: Option<DateTime<Utc>>,
 }
 
 impl DatabaseTarget {
@@ -190,6 +207,23 @@ impl Desired {
                     schedule: b.schedule.clone(),
                     jitter: b.jitter,
                     last_run: db.last_backup,
+                    group: db.key(),
+                });
+            }
+            if let Some(t) = &db.triage {
+                jobs.push(JobSpec {
+                    key: JobKey {
+                        target: db.key(),
+                        kind: JobKind::Triage,
+                    },
+                    schedule: t.schedule.clone(),
+                    jitter: t.jitter,
+                    last_run: db.last_triage,
+                    // Read-only triage runs beside a backup; a repair never does.
+                    group: match t.mode {
+                        PolicyMode::Repair => db.key(),
+                        _ => format!("{}/triage", db.key()),
+                    },
                 });
             }
         }
@@ -203,6 +237,7 @@ impl Desired {
                     schedule: schedule.clone(),
                     jitter: Duration::zero(),
                     last_run: repo.last_check,
+                    group: repo.key(),
                 });
             }
         }
@@ -384,9 +419,11 @@ fn resolve_standalone(db: &StandaloneInput, inputs: &Inputs) -> DatabaseTarget {
         generation: db.generation,
         standalone: Some(db.spec.clone()),
         backup: None,
+        triage: None,
         problems: Vec::new(),
         idle: None,
         last_backup: db.last_backup,
+        last_triage: None,
     };
     let t = &db.spec.target;
     let kinds = [t.host.is_some(), t.pod.is_some(), t.stateful_set.is_some()]
@@ -476,12 +513,11 @@ fn resolve_annotated(obj: &AnnotatedInput, inputs: &Inputs) -> Option<DatabaseTa
         generation: None,
         standalone: None,
         backup: None,
+        triage: None,
         problems: Vec::new(),
         idle: None,
-        last_backup: a
-            .get(annotations::LAST_BACKUP)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc)),
+        last_backup: parse_annotation_time(a.get(annotations::LAST_BACKUP)),
+        last_triage: parse_annotation_time(a.get(annotations::LAST_TRIAGE)),
     };
     let Some(policy) = inputs.policies.get(policy_name) else {
         target.problems.push(problem(
@@ -557,11 +593,52 @@ fn resolve_annotated(obj: &AnnotatedInput, inputs: &Inputs) -> Option<DatabaseTa
         repositories,
         retention: Some(retention),
     };
-    let backup = backup_settings(effective, inputs, &mut target.problems);
+    let key = target.key();
+    let has_backup_schedule = effective.schedule.is_some();
+    let backup = if has_backup_schedule {
+        backup_settings(effective, inputs, &mut target.problems)
+    } else {
+        None
+    };
+    let triage = a
+        .get(annotations::TRIAGE_SCHEDULE)
+        .map(String::as_str)
+        .or(policy.triage_schedule.as_deref())
+        .and_then(
+            |expr| match Schedule::parse(expr, policy.timezone.as_deref()) {
+                Ok(schedule) => Some(TriageSettings {
+                    schedule,
+                    jitter: jitter(&format!("{key}/triage"), policy.jitter_seconds.unwrap_or(0)),
+                    mode,
+                    heal_timeout: a
+                        .get(annotations::HEAL_TIMEOUT)
+                        .and_then(|v| v.trim().parse().ok())
+                        .or(policy.heal_timeout),
+                }),
+                Err(e) => {
+                    target
+                        .problems
+                        .push(problem("InvalidSchedule", format!("triage schedule: {e}")));
+                    None
+                }
+            },
+        );
+    if !has_backup_schedule && triage.is_none() {
+        target.problems.push(problem(
+            "NoSchedule",
+            "neither a backup nor a triage schedule: set them in the policy or the annotations",
+        ));
+    }
     if target.problems.is_empty() {
         target.backup = backup;
+        target.triage = triage;
     }
     Some(target)
+}
+
+fn parse_annotation_time(t: Option<&String>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]
@@ -770,6 +847,68 @@ mod tests {
         assert_eq!(typo.problems[0].reason, "InvalidAnnotation");
         assert!(typo.backup.is_none());
         assert_eq!(d.policies["nightly"].databases, 2);
+    }
+
+    #[test]
+    fn annotated_clusters_get_a_triage_job_in_its_own_group_unless_repairing() {
+        let mut i = inputs();
+        let mut p = policy("0 2 * * *", &["local"]);
+        p.triage_schedule = Some("*/15 * * * *".into());
+        i.policies.insert("watch".into(), p);
+        let ann = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        i.annotated.push(AnnotatedInput {
+            engine: TargetEngine::Cnpg,
+            namespace: "db".into(),
+            name: "pg".into(),
+            annotations: ann(&[(annotations::POLICY, "watch")]),
+        });
+        i.annotated.push(AnnotatedInput {
+            engine: TargetEngine::Galera,
+            namespace: "db".into(),
+            name: "maria".into(),
+            annotations: ann(&[
+                (annotations::POLICY, "watch"),
+                (annotations::MODE, "repair"),
+                (annotations::TRIAGE_SCHEDULE, "*/5 * * * *"),
+            ]),
+        });
+        i.annotated.push(AnnotatedInput {
+            engine: TargetEngine::Galera,
+            namespace: "db".into(),
+            name: "bad".into(),
+            annotations: ann(&[
+                (annotations::POLICY, "watch"),
+                (annotations::TRIAGE_SCHEDULE, "every 5 minutes"),
+            ]),
+        });
+        let d = resolve(&i);
+        let jobs = d.jobs();
+        let triage: Vec<(&str, &str)> = jobs
+            .iter()
+            .filter(|j| j.key.kind == JobKind::Triage)
+            .map(|j| (j.key.target.as_str(), j.group.as_str()))
+            .collect();
+        assert_eq!(
+            triage,
+            [
+                ("cnpg/db/pg", "cnpg/db/pg/triage"),
+                ("galera/db/maria", "galera/db/maria")
+            ]
+        );
+        let maria = d.databases.iter().find(|t| t.name == "maria").unwrap();
+        assert_eq!(
+            maria.triage.as_ref().unwrap().schedule.expression,
+            "*/5 * * * *"
+        );
+        let bad = d.databases.iter().find(|t| t.name == "bad").unwrap();
+        assert_eq!(bad.problems[0].reason, "InvalidSchedule");
+        assert!(bad.problems[0].message.starts_with("triage schedule:"));
+        assert!(bad.backup.is_none() && bad.triage.is_none());
     }
 
     #[test]

@@ -503,3 +503,45 @@ pub async fn check_repository(
     outcome.ended = Utc::now();
     outcome
 }
+
+/// The outcome of a scheduled triage.
+#[derive(Debug)]
+pub struct TriageOutcome {
+    /// When it ended.
+    pub ended: DateTime<Utc>,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// The report, or why none could be made.
+    pub result: Result<hasteward_triage::Report, Error>,
+}
+
+/// A read-only triage of a CNPG or Galera cluster: the same collection and analysis as
+/// `hasteward triage`, without helper pods (a scheduled triage creates nothing).
+pub async fn triage(env: &RunEnv, target: &DatabaseTarget) -> TriageOutcome {
+    use hasteward_engines::triage as collect;
+    let started = Instant::now();
+    let result = match target.engine {
+        TargetEngine::Cnpg => collect::cnpg::collect(&env.kube, &target.namespace, &target.name)
+            .await
+            .map(|input| hasteward_triage::cnpg::analyze(&input)),
+        TargetEngine::Galera => collect::galera::collect(
+            &env.kube,
+            &target.namespace,
+            &target.name,
+            &collect::galera::CollectOptions {
+                recover_positions: false,
+                helper_pods: false,
+            },
+        )
+        .await
+        .map(|input| hasteward_triage::galera::analyze(&input)),
+        TargetEngine::Standalone => Err(Error::Usage(
+            "a standalone database has no replicas to triage".into(),
+        )),
+    };
+    TriageOutcome {
+        ended: Utc::now(),
+        seconds: started.elapsed().as_secs_f64(),
+        result,
+    }
+}

@@ -6,12 +6,12 @@
 //!   re-plans, so this must be stable); a changed schedule re-plans from now.
 //! - A job that last ran before its most recent occurrence (the operator was down, or the
 //!   leader changed, at that time) runs once at once: a nightly backup is not lost to a restart.
-//! - One run per exclusion group at a time (a database's backup and its triage share the
-//!   target's group): an occurrence that finds its group busy is skipped, not queued, like a
-//!   CronJob with `concurrencyPolicy: Forbid`.
+//! - One run per exclusion group at a time (a database's backup and its repair share the
+//!   target's group; a read-only triage has its own): an occurrence that finds its group busy is
+//!   skipped, not queued, like a CronJob with `concurrencyPolicy: Forbid`.
 //! - At most `limit` runs at a time in all; a due job waits for a free slot.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -24,6 +24,8 @@ pub enum JobKind {
     Backup,
     /// `restic check` of a repository.
     Check,
+    /// Triage (and, in repair mode, repair) of a replicated cluster.
+    Triage,
 }
 
 /// One schedulable job: a kind of work on a target (`standalone/db/pg`, `repository/offsite`).
@@ -40,6 +42,7 @@ impl std::fmt::Display for JobKey {
         let kind = match self.kind {
             JobKind::Backup => "backup",
             JobKind::Check => "check",
+            JobKind::Triage => "triage",
         };
         write!(f, "{kind} {}", self.target)
     }
@@ -56,6 +59,8 @@ pub struct JobSpec {
     pub jitter: Duration,
     /// When it last ended, as recorded in the cluster (status or annotation).
     pub last_run: Option<DateTime<Utc>>,
+    /// Jobs of one group never run at the same time.
+    pub group: String,
 }
 
 #[derive(Debug)]
@@ -93,7 +98,8 @@ pub struct Decisions {
 #[derive(Debug)]
 pub struct Scheduler {
     entries: BTreeMap<JobKey, Entry>,
-    running: BTreeSet<String>,
+    /// Running jobs and their groups.
+    running: BTreeMap<JobKey, String>,
     limit: usize,
 }
 
@@ -102,7 +108,7 @@ impl Scheduler {
     pub fn new(limit: usize) -> Self {
         Self {
             entries: BTreeMap::new(),
-            running: BTreeSet::new(),
+            running: BTreeMap::new(),
             limit: limit.max(1),
         }
     }
@@ -151,7 +157,7 @@ impl Scheduler {
                 key: key.clone(),
                 occurrence,
             };
-            if self.running.contains(&key.target) {
+            if self.running.values().any(|g| *g == entry.spec.group) {
                 entry.occurrence = entry.spec.schedule.next_after(now - entry.spec.jitter);
                 decisions.skipped.push(start);
                 continue;
@@ -160,7 +166,7 @@ impl Scheduler {
                 continue; // stays due; starts when a slot frees
             }
             entry.occurrence = entry.spec.schedule.next_after(now - entry.spec.jitter);
-            self.running.insert(key.target.clone());
+            self.running.insert(key.clone(), entry.spec.group.clone());
             decisions.start.push(start);
         }
         decisions
@@ -168,12 +174,7 @@ impl Scheduler {
 
     /// A run of `key` ended.
     pub fn finished(&mut self, key: &JobKey) {
-        self.running.remove(&key.target);
-    }
-
-    /// Whether a run on `target` is in progress.
-    pub fn is_running(&self, target: &str) -> bool {
-        self.running.contains(target)
+        self.running.remove(key);
     }
 
     /// How many runs are in progress.
@@ -233,6 +234,7 @@ mod tests {
             schedule: Schedule::parse(cron, None).unwrap(),
             jitter: Duration::seconds(jitter),
             last_run: last_run.map(utc),
+            group: target.into(),
         }
     }
 
@@ -376,6 +378,19 @@ mod tests {
         });
         let d = s.take_due(utc("2026-11-23T10:01:10Z"));
         assert_eq!(started(&d), [("c".to_string(), ten)]);
+    }
+
+    #[test]
+    fn a_job_in_its_own_group_runs_beside_the_targets_backup() {
+        let mut s = Scheduler::new(4);
+        let backup = job("cnpg/db/pg", "0 * * * *", 0, None);
+        let mut triage = job("cnpg/db/pg", "*/15 * * * *", 0, None);
+        triage.key.kind = JobKind::Triage;
+        triage.group = "cnpg/db/pg/triage".into();
+        s.update(vec![backup, triage], utc("2026-11-23T09:59:00Z"));
+        let d = s.take_due(utc("2026-11-23T10:00:00Z"));
+        assert_eq!(d.start.len(), 2, "{d:?}");
+        assert!(d.skipped.is_empty());
     }
 
     #[test]

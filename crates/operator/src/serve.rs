@@ -32,7 +32,7 @@ use crate::config::{self, DatabaseTarget, Desired, TargetEngine};
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
 use crate::notify::{transition, Delivery, Notice, Notifier};
-use crate::runner::{self, BackupOutcome, CheckOutcome, RunEnv};
+use crate::runner::{self, BackupOutcome, CheckOutcome, RunEnv, TriageOutcome};
 use crate::scheduler::{JobKey, JobKind, Scheduler};
 use crate::status::{self, condition, condition_differs, rfc3339, with_condition, Writer};
 
@@ -78,9 +78,12 @@ enum Report {
         outcome: BackupOutcome,
     },
     Check {
-        key: JobKey,
         repository: String,
         outcome: CheckOutcome,
+    },
+    Triage {
+        target: Box<DatabaseTarget>,
+        outcome: TriageOutcome,
     },
 }
 
@@ -217,6 +220,7 @@ async fn lead(ctx: &Ctx, guard: &LeaseGuard, shutdown: &CancellationToken) {
     let mut book = Scheduler::new(ctx.opts.concurrency);
     let runs_cancel = CancellationToken::new();
     let mut runs: JoinSet<Report> = JoinSet::new();
+    let mut ids: HashMap<tokio::task::Id, JobKey> = HashMap::new();
     let mut memory = Memory::default();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(20));
     // Plan only from complete lists: a policy not listed yet would read as missing.
@@ -245,7 +249,12 @@ async fn lead(ctx: &Ctx, guard: &LeaseGuard, shutdown: &CancellationToken) {
             announce_skip(ctx, &desired, &skipped.key).await;
         }
         for start in decisions.start {
-            spawn_run(ctx, &desired, start.key, &mut runs, &runs_cancel);
+            match spawn_run(ctx, &desired, start.key.clone(), &mut runs, &runs_cancel) {
+                Some(id) => {
+                    ids.insert(id, start.key);
+                }
+                None => book.finished(&start.key),
+            }
         }
         ctx.metrics.running.set(book.running_count() as f64);
         let wake = book.next_wake().filter(|t| *t > now);
@@ -258,16 +267,18 @@ async fn lead(ctx: &Ctx, guard: &LeaseGuard, shutdown: &CancellationToken) {
         tokio::select! {
             _ = ctx.changed.notified() => {}
             _ = sleep => {}
-            Some(done) = runs.join_next() => {
+            Some(done) = runs.join_next_with_id() => {
+                let id = match &done {
+                    Ok((id, _)) => *id,
+                    Err(e) => e.id(),
+                };
                 match done {
-                    Ok(report) => {
-                        let key = match &report {
-                            Report::Backup { key, .. } | Report::Check { key, .. } => key.clone(),
-                        };
-                        record(ctx, report, &mut memory).await;
-                        book.finished(&key);
-                    }
+                    Ok((_, report)) => record(ctx, report, &mut memory).await,
                     Err(e) => tracing::error!("a run task failed: {e}"),
+                }
+                // A panicked run frees its slot too.
+                if let Some(key) = ids.remove(&id) {
+                    book.finished(&key);
                 }
             }
             _ = heartbeat.tick() => {}
@@ -698,13 +709,15 @@ async fn announce_skip(ctx: &Ctx, desired: &Desired, key: &JobKey) {
     }
 }
 
+/// Starts the run of `key` and returns its task id; `None` when there is nothing to run (the
+/// target vanished between planning and starting), so the caller frees its slot.
 fn spawn_run(
     ctx: &Ctx,
     desired: &Desired,
     key: JobKey,
     runs: &mut JoinSet<Report>,
     cancel: &CancellationToken,
-) {
+) -> Option<tokio::task::Id> {
     let env = ctx.opts.run_env.clone();
     let cancel = cancel.clone();
     let repos: BTreeMap<String, hasteward_api::BackupRepositorySpec> = ctx
@@ -716,19 +729,15 @@ fn spawn_run(
         .collect();
     match key.kind {
         JobKind::Backup => {
-            let Some(target) = find_target(desired, &key).cloned() else {
-                return;
-            };
-            let Some(settings) = target.backup.clone() else {
-                return;
-            };
+            let target = find_target(desired, &key).cloned()?;
+            let settings = target.backup.clone()?;
             let chosen: Vec<_> = settings
                 .repositories
                 .iter()
                 .filter_map(|n| repos.get(n).map(|s| (n.clone(), s.clone())))
                 .collect();
             tracing::info!("{key}: starting");
-            runs.spawn(async move {
+            let handle = runs.spawn(async move {
                 let outcome = runner::backup(&env, &target, &settings, &chosen, &cancel).await;
                 Report::Backup {
                     key,
@@ -736,31 +745,39 @@ fn spawn_run(
                     outcome,
                 }
             });
+            Some(handle.id())
         }
         JobKind::Check => {
-            let Some(repo) = desired
+            let repo = desired
                 .repositories
                 .iter()
                 .find(|r| r.key() == key.target)
-                .cloned()
-            else {
-                return;
-            };
-            let Some(spec) = repos.get(&repo.name).cloned() else {
-                return;
-            };
+                .cloned()?;
+            let spec = repos.get(&repo.name).cloned()?;
             let subset = repo.check.as_ref().and_then(|(_, s)| s.clone());
             tracing::info!("{key}: starting");
-            runs.spawn(async move {
+            let handle = runs.spawn(async move {
                 let outcome =
                     runner::check_repository(&env, &repo.name, &spec, subset.as_deref(), &cancel)
                         .await;
                 Report::Check {
-                    key,
                     repository: repo.name,
                     outcome,
                 }
             });
+            Some(handle.id())
+        }
+        JobKind::Triage => {
+            let target = find_target(desired, &key).cloned()?;
+            tracing::info!("{key}: starting");
+            let handle = runs.spawn(async move {
+                let outcome = runner::triage(&env, &target).await;
+                Report::Triage {
+                    target: Box::new(target),
+                    outcome,
+                }
+            });
+            Some(handle.id())
         }
     }
 }
@@ -778,7 +795,130 @@ async fn record(ctx: &Ctx, report: Report, memory: &mut Memory) {
             outcome,
             ..
         } => record_check(ctx, &repository, &outcome, memory).await,
+        Report::Triage {
+            target, outcome, ..
+        } => record_triage(ctx, &target, &outcome, memory).await,
     }
+}
+
+/// The metric label of a verdict (the earlier tool's values, plus `undeterminable`).
+fn verdict_label(v: hasteward_triage::Verdict) -> &'static str {
+    use hasteward_triage::Verdict;
+    match v {
+        Verdict::Healthy => "healthy",
+        Verdict::Unhealthy => "unhealthy",
+        Verdict::Undeterminable => "undeterminable",
+        Verdict::Diverged => "split_brain",
+    }
+}
+
+async fn record_triage(
+    ctx: &Ctx,
+    t: &DatabaseTarget,
+    outcome: &TriageOutcome,
+    memory: &mut Memory,
+) {
+    let m = &ctx.metrics;
+    let labels = [t.engine.as_str(), t.name.as_str(), t.namespace.as_str()];
+    let key = format!("{}/triage", t.key());
+    let reference = status::database_reference(t.engine, &t.namespace, &t.name, uid_of(ctx, t));
+    let report = match &outcome.result {
+        Ok(r) => r,
+        Err(e) => {
+            m.failures_total
+                .with_label_values(&["triage", e.code()])
+                .inc();
+            let text = e.to_string();
+            // Announced once per distinct error, not every 15 minutes.
+            if memory.announced.get(&key) != Some(&text) {
+                ctx.writer
+                    .event(&reference, true, "TriageFailed", text.clone())
+                    .await;
+                memory.announced.insert(key, text);
+            }
+            return;
+        }
+    };
+    memory.announced.remove(&key);
+    let result = verdict_label(report.verdict);
+    m.triage_last_run
+        .with_label_values(&labels)
+        .set(outcome.ended.timestamp() as f64);
+    m.triage_total_instances
+        .with_label_values(&labels)
+        .set(report.instances.len() as f64);
+    let healthy = report
+        .instances
+        .iter()
+        .filter(|i| i.state == hasteward_triage::InstanceState::Healthy)
+        .count();
+    m.triage_healthy_instances
+        .with_label_values(&labels)
+        .set(healthy as f64);
+    for r in ["healthy", "unhealthy", "undeterminable", "split_brain"] {
+        m.triage_result
+            .with_label_values(&[labels[0], labels[1], labels[2], r])
+            .set(if r == result { 1.0 } else { 0.0 });
+    }
+    // The annotation keeps the earlier tool's spelling.
+    let annotated = result.replace('_', "-");
+    let previous = memory.results.get(&key).cloned().or_else(|| {
+        ctx.caches.annotation(
+            t.engine,
+            &t.namespace,
+            &t.name,
+            annotations::LAST_TRIAGE_RESULT,
+        )
+    });
+    memory.results.insert(key.clone(), annotated.clone());
+    let summary = report
+        .diagnoses
+        .first()
+        .map(|d| d.summary.clone())
+        .unwrap_or_else(|| "every instance is healthy".into());
+    let changed = match &previous {
+        Some(p) => *p != annotated,
+        None => annotated != "healthy",
+    };
+    if changed {
+        let mut message = format!(
+            "verdict {} (was {}): {summary}",
+            annotated,
+            previous.as_deref().unwrap_or("unknown")
+        );
+        if let Some(next) = &report.next_command {
+            message.push_str(&format!("; next: {next}"));
+        }
+        ctx.writer
+            .event(
+                &reference,
+                annotated != "healthy",
+                "TriageVerdictChanged",
+                message.clone(),
+            )
+            .await;
+        notify(
+            ctx,
+            Notice {
+                kind: "triage.changed",
+                subject: t.key(),
+                message,
+                time: outcome.ended,
+            },
+        );
+    }
+    let ann = json!({
+        annotations::LAST_TRIAGE: rfc3339(outcome.ended),
+        annotations::LAST_TRIAGE_RESULT: annotated,
+    });
+    if let Err(e) = ctx
+        .writer
+        .annotate(t.engine, &t.namespace, &t.name, ann)
+        .await
+    {
+        tracing::warn!("annotating {} failed: {e}", t.key());
+    }
+    tracing::info!("triage {}: {annotated}", t.key());
 }
 
 async fn record_backup(
