@@ -11,6 +11,11 @@ test:
 # Benchmarks: hasteward vs the raw shell pipeline, in the same run (see docs/performance.md).
 bench:
     ./scripts/bench.sh
+    ./scripts/bench-operator.sh
+
+# The operator's idle footprint with 1,000 registered targets (see docs/performance.md).
+bench-operator:
+    ./scripts/bench-operator.sh
 
 # Formatting and lints.
 lint:
