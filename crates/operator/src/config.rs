@@ -695,6 +695,13 @@ mod tests {
         }
     }
 
+    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     fn inputs() -> Inputs {
         let mut i = Inputs::default();
         i.policies
@@ -790,12 +797,6 @@ mod tests {
     #[test]
     fn annotations_opt_in_override_and_reject_typos() {
         let mut i = inputs();
-        let ann = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
         i.annotated.push(AnnotatedInput {
             engine: TargetEngine::Cnpg,
             namespace: "db".into(),
@@ -855,12 +856,6 @@ mod tests {
         let mut p = policy("0 2 * * *", &["local"]);
         p.triage_schedule = Some("*/15 * * * *".into());
         i.policies.insert("watch".into(), p);
-        let ann = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
         i.annotated.push(AnnotatedInput {
             engine: TargetEngine::Cnpg,
             namespace: "db".into(),

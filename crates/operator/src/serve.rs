@@ -435,6 +435,26 @@ fn next_text(t: Option<DateTime<Utc>>) -> Option<String> {
     t.map(rfc3339)
 }
 
+/// The Ready condition of a policy or repository: valid, or the first problem's reason with
+/// every problem's message.
+fn validity(
+    problems: &[config::Problem],
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> Condition {
+    match problems.first() {
+        None => condition(CONDITION_READY, true, "Valid", "", generation, now),
+        Some(first) => condition(
+            CONDITION_READY,
+            false,
+            first.reason,
+            problems_text(problems),
+            generation,
+            now,
+        ),
+    }
+}
+
 /// The Ready condition of a database target.
 fn database_ready(t: &DatabaseTarget, now: DateTime<Utc>) -> Condition {
     if !t.problems.is_empty() {
@@ -581,18 +601,7 @@ async fn write_plan_status(ctx: &Ctx, desired: &Desired, book: &Scheduler, memor
         };
         let key = format!("policy/{name}");
         let generation = obj.metadata.generation;
-        let ready = if verdict.problems.is_empty() {
-            condition(CONDITION_READY, true, "Valid", "", generation, now)
-        } else {
-            condition(
-                CONDITION_READY,
-                false,
-                verdict.problems[0].reason,
-                problems_text(&verdict.problems),
-                generation,
-                now,
-            )
-        };
+        let ready = validity(&verdict.problems, generation, now);
         announce_problems(ctx, memory, &key, &verdict.problems, || {
             status::cluster_reference::<BackupPolicy>(name, obj.metadata.uid.clone())
         })
@@ -624,18 +633,7 @@ async fn write_plan_status(ctx: &Ctx, desired: &Desired, book: &Scheduler, memor
         };
         let key = repo.key();
         let generation = obj.metadata.generation;
-        let ready = if repo.problems.is_empty() {
-            condition(CONDITION_READY, true, "Valid", "", generation, now)
-        } else {
-            condition(
-                CONDITION_READY,
-                false,
-                repo.problems[0].reason,
-                problems_text(&repo.problems),
-                generation,
-                now,
-            )
-        };
+        let ready = validity(&repo.problems, generation, now);
         announce_problems(ctx, memory, &key, &repo.problems, || {
             status::cluster_reference::<BackupRepository>(&repo.name, obj.metadata.uid.clone())
         })
