@@ -31,32 +31,35 @@ pub struct SecretRef {
 }
 
 /// Which snapshots to keep after each backup (restic `forget`); restic keeps the union.
+///
+/// Every number has a maximum in the schema: a value the API server accepted but the operator
+/// could not read would stop the watch of the whole kind.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Retention {
     /// Keep the newest N.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000000))]
     pub keep_last: Option<u32>,
     /// Keep the newest per hour, for N hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000000))]
     pub keep_hourly: Option<u32>,
     /// Keep the newest per day, for N days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000000))]
     pub keep_daily: Option<u32>,
     /// Keep the newest per week, for N weeks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000000))]
     pub keep_weekly: Option<u32>,
     /// Keep the newest per month, for N months.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000000))]
     pub keep_monthly: Option<u32>,
     /// Keep the newest per year, for N years.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000000))]
     pub keep_yearly: Option<u32>,
     /// Keep everything newer than this, relative to the newest snapshot (`30d`, `1y6m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

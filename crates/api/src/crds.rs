@@ -60,6 +60,40 @@ mod tests {
         }
     }
 
+    /// Walks a schema; calls `f` with each (path, node).
+    fn walk(path: &str, node: &serde_json::Value, f: &mut dyn FnMut(&str, &serde_json::Value)) {
+        f(path, node);
+        if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
+            for (k, v) in props {
+                walk(&format!("{path}.{k}"), v, f);
+            }
+        }
+        if let Some(items) = node.get("items") {
+            walk(&format!("{path}[]"), items, f);
+        }
+    }
+
+    #[test]
+    fn every_unsigned_spec_number_has_a_maximum() {
+        // A number the API server accepts but the operator cannot read into its type would
+        // stop the watch of the whole kind; the schema must refuse it at admission.
+        let mut checked = 0;
+        for crd in all_crds() {
+            let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+            let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
+            walk("spec", spec, &mut |path, node| {
+                if node["type"] == "integer" {
+                    checked += 1;
+                    assert!(
+                        node.get("maximum").is_some(),
+                        "{path} has no maximum: {node}"
+                    );
+                }
+            });
+        }
+        assert!(checked >= 10, "{checked}");
+    }
+
     #[test]
     fn deploy_crds_are_not_stale() {
         let path = concat!(

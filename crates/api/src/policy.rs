@@ -81,10 +81,11 @@ pub struct BackupPolicySpec {
     pub repositories: Vec<String>,
     /// Seconds a repair waits for a healed instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 604800))]
     pub heal_timeout: Option<u32>,
     /// Accepted for compatibility with the earlier tool; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 604800))]
     pub delete_timeout: Option<u32>,
 }
 

@@ -595,6 +595,22 @@ fn resolve_annotated(obj: &AnnotatedInput, inputs: &Inputs) -> Option<DatabaseTa
     };
     let key = target.key();
     let has_backup_schedule = effective.schedule.is_some();
+    let heal_timeout = match a.get(annotations::HEAL_TIMEOUT) {
+        None => None,
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                target.problems.push(problem(
+                    "InvalidAnnotation",
+                    format!(
+                        "{} is `{v}`: use a whole number of seconds",
+                        annotations::HEAL_TIMEOUT
+                    ),
+                ));
+                None
+            }
+        },
+    };
     let backup = if has_backup_schedule {
         backup_settings(effective, inputs, &mut target.problems)
     } else {
@@ -610,10 +626,7 @@ fn resolve_annotated(obj: &AnnotatedInput, inputs: &Inputs) -> Option<DatabaseTa
                     schedule,
                     jitter: jitter(&format!("{key}/triage"), policy.jitter_seconds.unwrap_or(0)),
                     mode,
-                    heal_timeout: a
-                        .get(annotations::HEAL_TIMEOUT)
-                        .and_then(|v| v.trim().parse().ok())
-                        .or(policy.heal_timeout),
+                    heal_timeout: heal_timeout.or(policy.heal_timeout),
                 }),
                 Err(e) => {
                     target

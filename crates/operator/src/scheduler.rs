@@ -122,6 +122,8 @@ impl Scheduler {
                     if old.spec.schedule == spec.schedule && old.spec.jitter == spec.jitter =>
                 {
                     old.spec.last_run = spec.last_run;
+                    // A mode change (triage → repair) moves the job to another group at once.
+                    old.spec.group = spec.group;
                     old
                 }
                 _ => {
@@ -190,6 +192,16 @@ impl Scheduler {
     /// The earliest time anything becomes due (now-or-past when work waits for a slot).
     pub fn next_wake(&self) -> Option<DateTime<Utc>> {
         self.entries.values().filter_map(Entry::due_at).min()
+    }
+
+    /// The earliest due time after `now`: what to sleep until while due work waits for a slot
+    /// (a finished run wakes the loop for that).
+    pub fn next_wake_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.entries
+            .values()
+            .filter_map(Entry::due_at)
+            .filter(|t| *t > now)
+            .min()
     }
 
     /// How many jobs are planned.
@@ -391,6 +403,37 @@ mod tests {
         let d = s.take_due(utc("2026-11-23T10:00:00Z"));
         assert_eq!(d.start.len(), 2, "{d:?}");
         assert!(d.skipped.is_empty());
+    }
+
+    #[test]
+    fn waiting_work_does_not_hide_later_wakeups_and_a_group_change_applies_at_once() {
+        let mut s = Scheduler::new(1);
+        let t0 = utc("2026-11-23T09:59:00Z");
+        s.update(
+            vec![
+                job("a", "0 * * * *", 0, None),
+                job("b", "0 * * * *", 0, None),
+                job("c", "5 10 * * *", 0, None),
+            ],
+            t0,
+        );
+        let ten = utc("2026-11-23T10:00:00Z");
+        assert_eq!(s.take_due(ten).start.len(), 1);
+        // b waits for the slot (due in the past); c's 10:05 is still the next wake-up.
+        assert_eq!(s.next_wake(), Some(ten));
+        assert_eq!(s.next_wake_after(ten), Some(utc("2026-11-23T10:05:00Z")));
+        let mut moved = job("b", "0 * * * *", 0, None);
+        moved.group = "a".into();
+        s.update(vec![job("a", "0 * * * *", 0, None), moved], ten);
+        s.finished(&JobKey {
+            target: "a".into(),
+            kind: JobKind::Backup,
+        });
+        assert_eq!(
+            s.take_due(ten).start.len(),
+            1,
+            "b runs once a's slot is free"
+        );
     }
 
     #[test]

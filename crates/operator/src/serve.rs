@@ -221,19 +221,32 @@ async fn lead(ctx: &Ctx, guard: &LeaseGuard, shutdown: &CancellationToken) {
     let runs_cancel = CancellationToken::new();
     let mut runs: JoinSet<Report> = JoinSet::new();
     let mut ids: HashMap<tokio::task::Id, JobKey> = HashMap::new();
-    let mut memory = Memory::default();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(20));
     // Plan only from complete lists: a policy not listed yet would read as missing.
     let mut synced = ctx.synced.clone();
-    tokio::select! {
-        _ = synced.wait_for(|s| *s) => {}
-        _ = shutdown.cancelled() => return,
+    loop {
+        // Keep beating: a kind whose list keeps failing must not get the pod restarted in a
+        // loop while it holds the Lease (it says why in the log).
+        ctx.health.beat();
+        tokio::select! {
+            _ = synced.wait_for(|s| *s) => break,
+            _ = heartbeat.tick() => {
+                if guard.lost() {
+                    return;
+                }
+            }
+            _ = shutdown.cancelled() => return,
+        }
     }
-    seed_metrics(ctx);
+    let mut memory = Memory::default();
+    seed_metrics(ctx, &mut memory);
+    let mut lease_check = tokio::time::interval(Duration::from_secs(2));
+    let mut lost = false;
     loop {
         ctx.health.beat();
         if guard.lost() {
-            tracing::warn!("the leader Lease could not be renewed: stepping down");
+            tracing::warn!("the leader Lease could not be renewed: stepping down at once");
+            lost = true;
             break;
         }
         let started = Instant::now();
@@ -245,6 +258,7 @@ async fn lead(ctx: &Ctx, guard: &LeaseGuard, shutdown: &CancellationToken) {
             .plan_seconds
             .observe(started.elapsed().as_secs_f64());
         write_plan_status(ctx, &desired, &book, &mut memory).await;
+        forget_stale_series(ctx, &desired, &mut memory);
         for skipped in &decisions.skipped {
             announce_skip(ctx, &desired, &skipped.key).await;
         }
@@ -257,7 +271,7 @@ async fn lead(ctx: &Ctx, guard: &LeaseGuard, shutdown: &CancellationToken) {
             }
         }
         ctx.metrics.running.set(book.running_count() as f64);
-        let wake = book.next_wake().filter(|t| *t > now);
+        let wake = book.next_wake_after(now);
         let sleep = async {
             match wake {
                 Some(t) => ctx.clock.sleep_until(t).await,
@@ -281,45 +295,92 @@ async fn lead(ctx: &Ctx, guard: &LeaseGuard, shutdown: &CancellationToken) {
                     book.finished(&key);
                 }
             }
-            _ = heartbeat.tick() => {}
+            _ = heartbeat.tick() => {
+                // Renewals keep succeeding (or `lost` would be set): the API is reachable even
+                // when nothing changes for hours.
+                if !guard.lost() {
+                    ctx.health.api_ok();
+                }
+            }
+            _ = lease_check.tick() => {}
             _ = shutdown.cancelled() => break,
         }
     }
-    // Stop: let running operations finish within the grace period, then cancel them.
+    // Stop. On shutdown, running operations get the grace period to finish; after a lost Lease
+    // none (another replica may already lead, and must not race them). Then they are cancelled
+    // (a cancelled stream never commits), and after CANCEL_WAIT aborted: dropping a run kills
+    // its child processes. A cancelled run records nothing, so the next leader catches it up.
     if !runs.is_empty() {
+        let grace = if lost {
+            Duration::ZERO
+        } else {
+            ctx.opts.shutdown_grace
+        };
         tracing::info!(
             "waiting up to {} s for {} running operation(s)",
-            ctx.opts.shutdown_grace.as_secs(),
+            grace.as_secs(),
             runs.len()
         );
-        let deadline = tokio::time::Instant::now() + ctx.opts.shutdown_grace;
-        while !runs.is_empty() {
-            tokio::select! {
-                Some(done) = runs.join_next() => {
-                    if let Ok(report) = done { record(ctx, report, &mut memory).await; }
-                }
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
-        }
+        drain(ctx, &mut runs, &mut memory, grace, !lost).await;
         if !runs.is_empty() {
             tracing::warn!(
                 "cancelling {} operation(s); nothing partial is committed",
                 runs.len()
             );
             runs_cancel.cancel();
-            while let Some(done) = runs.join_next().await {
-                if let Ok(report) = done {
-                    record(ctx, report, &mut memory).await;
-                }
-            }
+            drain(ctx, &mut runs, &mut memory, CANCEL_WAIT, !lost).await;
+        }
+        if !runs.is_empty() {
+            tracing::warn!("aborting {} operation(s) that did not stop", runs.len());
+            runs.abort_all();
+            while runs.join_next().await.is_some() {}
         }
     }
     ctx.metrics.running.set(0.0);
 }
 
+fn is_cancelled(e: &hasteward_engines::Error) -> bool {
+    e.code() == "cancelled"
+}
+
+/// Whether any part of a backup run was cancelled (shutdown, lost Lease).
+fn outcome_cancelled(outcome: &BackupOutcome) -> bool {
+    outcome.target_error.as_ref().is_some_and(is_cancelled)
+        || outcome.repositories.iter().any(|r| {
+            r.backup.as_ref().err().is_some_and(is_cancelled)
+                || matches!(&r.retention, Some(Err(e)) if is_cancelled(e))
+        })
+}
+
+/// How long cancelled runs get to wind down before they are aborted.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
+/// Collects finished runs for up to `limit`, recording them when `write` (a replica that lost
+/// the Lease writes nothing: the new leader owns the status).
+async fn drain(
+    ctx: &Ctx,
+    runs: &mut JoinSet<Report>,
+    memory: &mut Memory,
+    limit: Duration,
+    write: bool,
+) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !runs.is_empty() {
+        ctx.health.beat();
+        tokio::select! {
+            Some(done) = runs.join_next() => {
+                if let (Ok(report), true) = (done, write) {
+                    record(ctx, report, memory).await;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return,
+        }
+    }
+}
+
 /// Last-success times from the recorded status, so "backup too old" alerts work from the first
 /// scrape after a restart or a leader change, not only after the next success.
-fn seed_metrics(ctx: &Ctx) {
+fn seed_metrics(ctx: &Ctx, memory: &mut Memory) {
     let desired = config::resolve(&ctx.caches.inputs());
     for t in &desired.databases {
         let Some(settings) = &t.backup else { continue };
@@ -348,6 +409,13 @@ fn seed_metrics(ctx: &Ctx) {
                 .with_label_values(&[t.engine.as_str(), &t.name, &t.namespace, repo])
                 .set(at.timestamp() as f64);
         }
+        memory.backup_series.insert(
+            t.key(),
+            (
+                target_labels(t),
+                settings.repositories.iter().cloned().collect(),
+            ),
+        );
     }
     for r in ctx.caches.repositories.state() {
         let (Some(name), Some(status)) = (&r.metadata.name, &r.status) else {
@@ -398,6 +466,78 @@ struct Memory {
     /// The last result written per object key (`success`/`failure`, `healthy`/...), for
     /// notifications on transitions.
     results: HashMap<String, String>,
+    /// Per-target backup gauges set, by target key: labels and the repositories.
+    backup_series: HashMap<String, (TargetLabels, std::collections::BTreeSet<String>)>,
+    /// Per-target triage gauges set, by target key.
+    triage_series: HashMap<String, TargetLabels>,
+}
+
+/// engine, cluster (name), namespace.
+type TargetLabels = [String; 3];
+
+fn target_labels(t: &DatabaseTarget) -> TargetLabels {
+    [
+        t.engine.as_str().to_string(),
+        t.name.clone(),
+        t.namespace.clone(),
+    ]
+}
+
+/// Drops the gauges of targets (or repositories of targets) no longer scheduled: a deleted or
+/// suspended database must not keep a frozen "last success" that fires `BackupTooOld`.
+fn forget_stale_series(ctx: &Ctx, desired: &Desired, memory: &mut Memory) {
+    let m = &ctx.metrics;
+    let wanted: HashMap<String, Vec<String>> = desired
+        .databases
+        .iter()
+        .filter_map(|t| Some((t.key(), t.backup.as_ref()?.repositories.clone())))
+        .collect();
+    memory.backup_series.retain(|key, (labels, repos)| {
+        let keep = wanted.get(key).cloned().unwrap_or_default();
+        repos.retain(|repo| {
+            if keep.contains(repo) {
+                return true;
+            }
+            let l = [
+                labels[0].as_str(),
+                labels[1].as_str(),
+                labels[2].as_str(),
+                repo.as_str(),
+            ];
+            for g in [
+                &m.backup_last_success,
+                &m.backup_last_duration,
+                &m.backup_size,
+            ] {
+                let _ = g.remove_label_values(&l);
+            }
+            false
+        });
+        !repos.is_empty()
+    });
+    let triaged: std::collections::HashSet<String> = desired
+        .databases
+        .iter()
+        .filter(|t| t.triage.is_some())
+        .map(DatabaseTarget::key)
+        .collect();
+    memory.triage_series.retain(|key, labels| {
+        if triaged.contains(key) {
+            return true;
+        }
+        let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
+        for g in [
+            &m.triage_last_run,
+            &m.triage_healthy_instances,
+            &m.triage_total_instances,
+        ] {
+            let _ = g.remove_label_values(&l);
+        }
+        for r in ["healthy", "unhealthy", "undeterminable", "split_brain"] {
+            let _ = m.triage_result.remove_label_values(&[l[0], l[1], l[2], r]);
+        }
+        false
+    });
 }
 
 /// Sends a notice in the background (a slow webhook must not hold up the loop).
@@ -568,7 +708,7 @@ async fn write_plan_status(ctx: &Ctx, desired: &Desired, book: &Scheduler, memor
                 }
             }
             TargetEngine::Cnpg | TargetEngine::Galera => {
-                let want = t.backup.is_some();
+                let want = t.backup.is_some() || t.triage.is_some();
                 if memory.managed.get(&key) != Some(&want) && want {
                     let r = ctx
                         .writer
@@ -694,17 +834,26 @@ fn find_target<'a>(desired: &'a Desired, key: &JobKey) -> Option<&'a DatabaseTar
 
 async fn announce_skip(ctx: &Ctx, desired: &Desired, key: &JobKey) {
     tracing::warn!("{key}: skipped, the previous run is still going");
-    if let Some(t) = find_target(desired, key) {
-        let reference = status::database_reference(t.engine, &t.namespace, &t.name, uid_of(ctx, t));
-        ctx.writer
-            .event(
-                &reference,
-                true,
-                "ScheduleSkipped",
-                format!("{key}: the previous run is still going; this occurrence is skipped"),
-            )
-            .await;
-    }
+    let reference = match find_target(desired, key) {
+        Some(t) => status::database_reference(t.engine, &t.namespace, &t.name, uid_of(ctx, t)),
+        None => match key.target.strip_prefix("repository/") {
+            Some(name) => status::cluster_reference::<BackupRepository>(
+                name,
+                ctx.caches
+                    .repository(name)
+                    .and_then(|r| r.metadata.uid.clone()),
+            ),
+            None => return,
+        },
+    };
+    ctx.writer
+        .event(
+            &reference,
+            true,
+            "ScheduleSkipped",
+            format!("{key}: the previous run is still going; this occurrence is skipped"),
+        )
+        .await;
 }
 
 /// Starts the run of `key` and returns its task id; `None` when there is nothing to run (the
@@ -838,6 +987,7 @@ async fn record_triage(
         }
     };
     memory.announced.remove(&key);
+    memory.triage_series.insert(t.key(), target_labels(t));
     let result = verdict_label(report.verdict);
     m.triage_last_run
         .with_label_values(&labels)
@@ -926,6 +1076,13 @@ async fn record_backup(
     outcome: &BackupOutcome,
     memory: &mut Memory,
 ) {
+    if outcome_cancelled(outcome) {
+        // Not a result: nothing is recorded, so the occurrence still counts as missed and the
+        // next leader (or this one, restarted) runs it again. Snapshots that did complete are
+        // real and kept.
+        tracing::warn!("{key}: cancelled; not recorded, it runs again on the next start");
+        return;
+    }
     let m = &ctx.metrics;
     let engine = t.engine.as_str();
     let ended = rfc3339(outcome.ended);
@@ -954,6 +1111,12 @@ async fn record_backup(
                     .with_label_values(&labels)
                     .set(r.seconds);
                 m.backup_size.with_label_values(&labels).set(b.bytes as f64);
+                memory
+                    .backup_series
+                    .entry(t.key())
+                    .or_insert_with(|| (target_labels(t), Default::default()))
+                    .1
+                    .insert(r.repository.clone());
                 snapshots.push(format!("{}:{}", r.repository, b.short_id));
             }
             Err(e) => {
@@ -981,12 +1144,20 @@ async fn record_backup(
                 .with_label_values(&[r.repository.as_str()])
                 .set(n as f64);
         }
-        let error = r.backup.as_ref().err().map(ToString::to_string);
-        let mut patch = json!({
-            "ready": error.is_none(),
-            "lastBackup": ended,
-            "lastError": error,
-        });
+        // The repository's own health: a dump that failed says nothing about it, so only
+        // restic's failures (and successes) set `ready` and `lastError` here.
+        let mut patch = json!({ "lastBackup": ended });
+        match &r.backup {
+            Ok(_) => {
+                patch["ready"] = json!(true);
+                patch["lastError"] = Value::Null;
+            }
+            Err(e) if e.code().starts_with("restic.") => {
+                patch["ready"] = json!(false);
+                patch["lastError"] = json!(e.to_string());
+            }
+            Err(_) => {}
+        }
         if let Some(n) = r.snapshot_count {
             patch["snapshotCount"] = json!(n);
         }
@@ -1141,6 +1312,10 @@ async fn record_backup(
 }
 
 async fn record_check(ctx: &Ctx, repository: &str, outcome: &CheckOutcome, memory: &mut Memory) {
+    if outcome.result.as_ref().err().is_some_and(is_cancelled) {
+        tracing::warn!("check {repository}: cancelled; not recorded");
+        return;
+    }
     let m = &ctx.metrics;
     let verdict = outcome.verdict();
     m.check_total
