@@ -171,7 +171,7 @@ fn required_permission(r: &RecordedRequest) -> Option<(String, String, String)> 
     Some((group.to_string(), resource, verb.to_string()))
 }
 
-/// Fails unless every request is allowed by Role `role` of `rbac/hasteward-cli.yaml`.
+/// Fails unless every request is allowed by ClusterRole `role` of `rbac/hasteward-cli.yaml`.
 pub(crate) fn assert_role_allows(role: &str, requests: &[RecordedRequest]) {
     assert_rules_allow("rbac/hasteward-cli.yaml", &[role], requests);
 }
