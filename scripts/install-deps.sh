@@ -65,7 +65,9 @@ fail=0
 version() { # name, command...
   local name=$1; shift
   local v
-  if v=$("$@" 2>/dev/null | head -n1) && [ -n "$v" ]; then
+  # `|| true`: a tool that prints more than one line may die of SIGPIPE when head exits, which
+  # pipefail would count as missing; an empty first line still does.
+  if v=$({ "$@" 2>/dev/null || true; } | head -n1) && [ -n "$v" ]; then
     printf '%-22s %s\n' "$name" "$v"
   else
     printf '%-22s MISSING\n' "$name"; fail=1
