@@ -1125,3 +1125,86 @@ fn an_opted_in_cnpg_cluster_is_backed_up_and_triaged_on_its_policys_schedules() 
     op.stop(&rt);
     assert_operator_rbac(&sim);
 }
+
+#[test]
+fn a_scheduled_sync_copies_into_a_repository_with_its_own_password_once() {
+    let pg = Postgres::start();
+    let local = Repo::new();
+    let offsite = tempfile::tempdir().unwrap();
+    let offsite_path = offsite.path().join("offsite");
+    // A first snapshot in the source, by the CLI.
+    let dir = tempfile::tempdir().unwrap();
+    let pw = secret_file(dir.path(), "pg.pw", pg.password());
+    let mut args = vec!["backup".to_string()];
+    args.extend(pg_args(&pg, &pw, "pg"));
+    args.extend(local.args());
+    let (code, _, err) = run(&args, None);
+    assert_eq!(code, 0, "{err}");
+
+    let mut source = repository("local", &local);
+    source["spec"]["sync"] = json!([{"to": "offsite", "schedule": "0 4 * * *",
+                                     "retention": {"keepLast": 3}}]);
+    let destination = json!({
+        "apiVersion": API, "kind": "BackupRepository", "metadata": {"name": "offsite"},
+        "spec": {"restic": {"repository": offsite_path.display().to_string(),
+            "passwordSecretRef": {"name": "offsite-password", "namespace": NS, "key": "password"}}}
+    });
+    let (sim, _simdir, kubeconfig) = simulator(vec![
+        repo_password_secret(&local),
+        secret(
+            "offsite-password",
+            "password",
+            "an-offsite-Secret-of-its-own",
+        ),
+        source,
+        destination,
+    ]);
+    let rt = runtime();
+    let clock = Arc::new(ManualClock::new(at("2026-11-23T03:59:00Z")));
+    let op = start_replica(&rt, &kubeconfig, "op-a", clock.clone());
+    let sync_status =
+        || status_of(&sim, "backuprepositories", None, "local")["syncs"]["offsite"].clone();
+    let runs = || {
+        metric(
+            op.addr,
+            "hasteward_repository_sync_total{destination=\"offsite\",result=\"success\",source=\"local\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    wait_for("the operator to plan", Duration::from_secs(30), || {
+        condition(
+            &status_of(&sim, "backuprepositories", None, "local"),
+            "Ready",
+        )
+        .is_some()
+    });
+    clock.set(at("2026-11-23T04:00:00Z"));
+    wait_for("the first sync", Duration::from_secs(120), || runs() == 1.0);
+    let s = sync_status();
+    assert_eq!(s["lastSyncResult"], "success", "{s}");
+    assert_eq!(s["copied"], 1, "{s}");
+    // The destination opens with its own password and holds the snapshot.
+    let out = std::process::Command::new("restic")
+        .args(["snapshots", "--json"])
+        .env("RESTIC_REPOSITORY", &offsite_path)
+        .env("RESTIC_PASSWORD", "an-offsite-Secret-of-its-own")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copied: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(copied.len(), 1);
+    // The next night: nothing new to copy.
+    clock.set(at("2026-11-24T04:00:00Z"));
+    wait_for("the second sync", Duration::from_secs(120), || {
+        runs() == 2.0
+    });
+    assert_eq!(sync_status()["copied"], 0, "{}", sync_status());
+    // (The second Event of the same kind is a series update, not a new object.)
+    assert!(!events(&sim, "local", "SyncSucceeded").is_empty());
+    op.stop(&rt);
+    assert_operator_rbac(&sim);
+}

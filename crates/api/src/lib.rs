@@ -22,6 +22,7 @@ pub use crds::{all_crds, crds_yaml};
 pub use policy::{BackupPolicy, BackupPolicySpec, BackupPolicyStatus, PolicyMode};
 pub use repository::{
     BackupRepository, BackupRepositorySpec, BackupRepositoryStatus, CheckSpec, ResticSpec,
+    SyncSpec, SyncStatus,
 };
 pub use standalone::{
     DatabaseTarget, HostTargetSpec, PodTargetSpec, ScheduleSpec, StandaloneCredentials,

@@ -42,6 +42,43 @@ pub struct CheckSpec {
     pub read_data_subset: Option<String>,
 }
 
+/// A scheduled copy of this repository's hasteward snapshots into another repository
+/// (`restic copy`, the destination created with this one's chunker parameters).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncSpec {
+    /// The destination `BackupRepository`'s name.
+    #[schemars(length(min = 1))]
+    pub to: String,
+    /// 5-field cron.
+    #[schemars(regex(pattern = r"^\s*(@[a-z]+|\S+(\s+\S+){4,5})\s*$"))]
+    pub schedule: String,
+    /// IANA timezone of the schedule (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Retention applied to the destination after each copy (per backup set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<crate::common::Retention>,
+}
+
+/// The last copy into one destination.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    /// When it ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<String>,
+    /// `success` or `failure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_result: Option<String>,
+    /// Snapshots copied by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied: Option<u64>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
 /// A restic repository that backups go into.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
@@ -94,6 +131,9 @@ pub struct BackupRepositorySpec {
     /// Scheduled integrity checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<CheckSpec>,
+    /// Scheduled copies into other repositories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync: Vec<SyncSpec>,
 }
 
 /// What the operator last saw of the repository.
@@ -121,6 +161,9 @@ pub struct BackupRepositoryStatus {
     /// Bytes stored after deduplication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deduplicated_size: Option<u64>,
+    /// The last copy into each destination, by destination name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub syncs: std::collections::BTreeMap<String, SyncStatus>,
     /// The last error, for humans; empty after a success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

@@ -177,6 +177,11 @@ impl Caches {
         for r in self.repositories.state() {
             if let Some(name) = &r.metadata.name {
                 let last_check = parse_time(r.status.as_ref().and_then(|s| s.last_check.as_ref()));
+                for (to, sync) in r.status.iter().flat_map(|s| s.syncs.iter()) {
+                    if let Some(t) = parse_time(sync.last_sync.as_ref()) {
+                        inputs.last_syncs.insert((name.clone(), to.clone()), t);
+                    }
+                }
                 inputs
                     .repositories
                     .insert(name.clone(), (r.spec.clone(), last_check));

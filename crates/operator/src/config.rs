@@ -71,6 +71,8 @@ pub struct Inputs {
     pub policies: BTreeMap<String, BackupPolicySpec>,
     /// `BackupRepository` specs by name, with `status.lastCheck`.
     pub repositories: BTreeMap<String, (BackupRepositorySpec, Option<DateTime<Utc>>)>,
+    /// `status.syncs[TO].lastSync` by (from, to).
+    pub last_syncs: BTreeMap<(String, String), DateTime<Utc>>,
     /// `StandaloneDatabase`s.
     pub standalone: Vec<StandaloneInput>,
     /// Opted-in (or not) CNPG and MariaDB resources.
@@ -153,6 +155,19 @@ impl DatabaseTarget {
     }
 }
 
+/// A scheduled copy into another repository.
+#[derive(Debug, Clone)]
+pub struct SyncTarget {
+    /// The destination repository's name.
+    pub to: String,
+    /// When.
+    pub schedule: Schedule,
+    /// Retention on the destination afterwards.
+    pub retention: Option<KeepPolicy>,
+    /// When the last copy into it ended.
+    pub last_sync: Option<DateTime<Utc>>,
+}
+
 /// One repository with a check schedule.
 #[derive(Debug, Clone)]
 pub struct RepositoryTarget {
@@ -160,6 +175,8 @@ pub struct RepositoryTarget {
     pub name: String,
     /// The check schedule and subset, when valid.
     pub check: Option<(Schedule, Option<String>)>,
+    /// Valid scheduled copies.
+    pub syncs: Vec<SyncTarget>,
     /// Problems with it.
     pub problems: Vec<Problem>,
     /// When its last check ended.
@@ -170,6 +187,11 @@ impl RepositoryTarget {
     /// `repository/NAME`.
     pub fn key(&self) -> String {
         format!("repository/{}", self.name)
+    }
+
+    /// `sync/FROM/TO`: the scheduler's target key of one copy.
+    pub fn sync_key(&self, to: &str) -> String {
+        format!("sync/{}/{to}", self.name)
     }
 }
 
@@ -240,6 +262,18 @@ impl Desired {
                     group: repo.key(),
                 });
             }
+            for sync in &repo.syncs {
+                jobs.push(JobSpec {
+                    key: JobKey {
+                        target: repo.sync_key(&sync.to),
+                        kind: JobKind::Sync,
+                    },
+                    schedule: sync.schedule.clone(),
+                    jitter: Duration::zero(),
+                    last_run: sync.last_sync,
+                    group: repo.sync_key(&sync.to),
+                });
+            }
         }
         jobs
     }
@@ -300,9 +334,39 @@ pub fn resolve(inputs: &Inputs) -> Desired {
                 }
             }
         });
+        let mut syncs = Vec::new();
+        for sync in &spec.sync {
+            if sync.to == *name {
+                problems.push(problem(
+                    "InvalidSync",
+                    format!("sync.to `{}` is this repository itself", sync.to),
+                ));
+                continue;
+            }
+            if !inputs.repositories.contains_key(&sync.to) {
+                problems.push(missing_repository(&sync.to));
+                continue;
+            }
+            match Schedule::parse(&sync.schedule, sync.timezone.as_deref()) {
+                Ok(schedule) => syncs.push(SyncTarget {
+                    to: sync.to.clone(),
+                    schedule,
+                    retention: sync.retention.as_ref().and_then(keep_policy),
+                    last_sync: inputs
+                        .last_syncs
+                        .get(&(name.clone(), sync.to.clone()))
+                        .copied(),
+                }),
+                Err(e) => problems.push(problem(
+                    "InvalidSchedule",
+                    format!("sync to {}: {e}", sync.to),
+                )),
+            }
+        }
         desired.repositories.push(RepositoryTarget {
             name: name.clone(),
             check,
+            syncs,
             problems,
             last_check: *last_check,
         });
@@ -668,6 +732,7 @@ mod tests {
                 ..ResticSpec::default()
             },
             check: None,
+            sync: Vec::new(),
         }
     }
 
@@ -917,6 +982,51 @@ mod tests {
         assert_eq!(bad.problems[0].reason, "InvalidSchedule");
         assert!(bad.problems[0].message.starts_with("triage schedule:"));
         assert!(bad.backup.is_none() && bad.triage.is_none());
+    }
+
+    #[test]
+    fn repository_syncs_are_scheduled_per_destination_and_validated() {
+        let mut i = inputs();
+        let mut a = repo();
+        a.sync = vec![
+            hasteward_api::SyncSpec {
+                to: "offsite".into(),
+                schedule: "0 4 * * *".into(),
+                timezone: None,
+                retention: Some(Retention {
+                    keep_daily: Some(30),
+                    ..Retention::default()
+                }),
+            },
+            hasteward_api::SyncSpec {
+                to: "local".into(),
+                schedule: "0 4 * * *".into(),
+                ..Default::default()
+            },
+            hasteward_api::SyncSpec {
+                to: "nowhere".into(),
+                schedule: "0 4 * * *".into(),
+                ..Default::default()
+            },
+        ];
+        i.repositories.insert("local".into(), (a, None));
+        i.repositories.insert("offsite".into(), (repo(), None));
+        let d = resolve(&i);
+        let local = d.repositories.iter().find(|r| r.name == "local").unwrap();
+        assert_eq!(local.syncs.len(), 1);
+        assert_eq!(
+            local.syncs[0].retention.as_ref().unwrap().keep_daily,
+            Some(30)
+        );
+        let reasons: Vec<&str> = local.problems.iter().map(|p| p.reason).collect();
+        assert_eq!(reasons, ["InvalidSync", "RepositoryNotFound"]);
+        let sync_jobs: Vec<String> = d
+            .jobs()
+            .into_iter()
+            .filter(|j| j.key.kind == JobKind::Sync)
+            .map(|j| j.key.target)
+            .collect();
+        assert_eq!(sync_jobs, ["sync/local/offsite"]);
     }
 
     #[test]

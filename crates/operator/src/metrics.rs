@@ -50,6 +50,12 @@ pub struct Metrics {
     pub managed_databases: GaugeVec,
     /// Planning passes over each target, by engine and outcome (`ok`, `invalid`).
     pub reconcile_total: CounterVec,
+    /// Copies between repositories by outcome.
+    pub sync_total: CounterVec,
+    /// Snapshots copied between repositories.
+    pub sync_copied_total: CounterVec,
+    /// Unix time of the last successful copy.
+    pub sync_last_success: GaugeVec,
     /// Webhook deliveries by kind, channel and result.
     pub notifications_total: CounterVec,
     /// 1 on the replica that holds the leader Lease.
@@ -240,6 +246,24 @@ impl Metrics {
                 "Planning passes over each target by outcome",
                 &["engine", "status"],
             ),
+            sync_total: counter(
+                &r,
+                "hasteward_repository_sync_total",
+                "Copies between repositories by outcome",
+                &["source", "destination", "result"],
+            ),
+            sync_copied_total: counter(
+                &r,
+                "hasteward_repository_sync_copied_snapshots_total",
+                "Snapshots copied between repositories",
+                &["source", "destination"],
+            ),
+            sync_last_success: gauge(
+                &r,
+                "hasteward_repository_sync_last_success_timestamp",
+                "Unix time of the last successful copy between repositories",
+                &["source", "destination"],
+            ),
             notifications_total: counter(
                 &r,
                 "hasteward_notifications_total",
@@ -272,6 +296,7 @@ impl Metrics {
             &self.check_last_duration,
             &self.check_healthy,
             &self.managed_databases,
+            &self.sync_last_success,
         ] {
             g.reset();
         }

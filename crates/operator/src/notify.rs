@@ -52,6 +52,8 @@ impl Notice {
             "check.failed" => "repository check FAILED",
             "check.recovered" => "repository check recovered",
             "triage.changed" => "triage verdict changed",
+            "sync.failed" => "repository copy FAILED",
+            "sync.recovered" => "repository copy recovered",
             other => other,
         };
         json!({ "text": format!("hasteward: {verb}: {}\n{}", self.subject, self.message) })

@@ -545,3 +545,88 @@ pub async fn triage(env: &RunEnv, target: &DatabaseTarget) -> TriageOutcome {
         result,
     }
 }
+
+/// The outcome of a scheduled copy.
+#[derive(Debug)]
+pub struct SyncOutcome {
+    /// When it ended.
+    pub ended: DateTime<Utc>,
+    /// The copy, or why it failed.
+    pub result: Result<hasteward_engines::repository::SyncResult, Error>,
+    /// Retention on the destination afterwards (`None`: no policy, or the copy failed).
+    pub retention: Option<Result<PruneResult, Error>>,
+}
+
+/// Copies `from`'s hasteward snapshots into `to` (created with `from`'s chunker parameters when
+/// missing), then applies `retention` there. The source is shared, the destination exclusive.
+pub async fn sync(
+    env: &RunEnv,
+    from: (&str, &BackupRepositorySpec),
+    to: (&str, &BackupRepositorySpec),
+    retention: Option<&hasteward_restic::KeepPolicy>,
+    cancel: &CancellationToken,
+) -> SyncOutcome {
+    let mut outcome = SyncOutcome {
+        ended: Utc::now(),
+        result: Err(cancelled_waiting(to.0)),
+        retention: None,
+    };
+    let files = match SecretFiles::new() {
+        Ok(f) => f,
+        Err(e) => {
+            outcome.result = Err(e);
+            return outcome;
+        }
+    };
+    let opened = async {
+        let source = open_repository(env, from.0, from.1, &files).await?;
+        let destination = open_repository(env, to.0, to.1, &files).await?;
+        Ok::<_, Error>((source, destination))
+    };
+    let (source, destination) = match opened.await {
+        Ok(r) => r,
+        Err(e) => {
+            outcome.result = Err(e);
+            outcome.ended = Utc::now();
+            return outcome;
+        }
+    };
+    let wait = LockWait {
+        max: env.lock_wait,
+        on_wait: None,
+        cancel: cancel.clone(),
+    };
+    // Both queues, always in name order: two syncs in opposite directions must not each hold
+    // one and wait for the other.
+    let (shared, exclusive) = if from.0 < to.0 {
+        let s = env.queue.shared(from.0, cancel).await;
+        let x = match s {
+            Some(_) => env.queue.exclusive(to.0, cancel).await,
+            None => None,
+        };
+        (s, x)
+    } else {
+        let x = env.queue.exclusive(to.0, cancel).await;
+        let s = match x {
+            Some(_) => env.queue.shared(from.0, cancel).await,
+            None => None,
+        };
+        (s, x)
+    };
+    let (Some(_shared), Some(_exclusive)) = (shared, exclusive) else {
+        outcome.ended = Utc::now();
+        return outcome;
+    };
+    outcome.result =
+        hasteward_engines::repository::sync(&source, &destination, Vec::new(), false, &wait).await;
+    if let (Ok(_), Some(policy)) = (&outcome.result, retention) {
+        outcome.retention = Some(
+            with_lock_retry(&destination, &wait, || {
+                flows::prune(&destination, Vec::new(), policy, false)
+            })
+            .await,
+        );
+    }
+    outcome.ended = Utc::now();
+    outcome
+}

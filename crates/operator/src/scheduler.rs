@@ -26,6 +26,8 @@ pub enum JobKind {
     Check,
     /// Triage (and, in repair mode, repair) of a replicated cluster.
     Triage,
+    /// `restic copy` from one repository into another (target `sync/FROM/TO`).
+    Sync,
 }
 
 /// One schedulable job: a kind of work on a target (`standalone/db/pg`, `repository/offsite`).
@@ -43,6 +45,7 @@ impl std::fmt::Display for JobKey {
             JobKind::Backup => "backup",
             JobKind::Check => "check",
             JobKind::Triage => "triage",
+            JobKind::Sync => "sync",
         };
         write!(f, "{kind} {}", self.target)
     }

@@ -32,7 +32,7 @@ use crate::config::{self, DatabaseTarget, Desired, TargetEngine};
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
 use crate::notify::{transition, Delivery, Notice, Notifier};
-use crate::runner::{self, BackupOutcome, CheckOutcome, RunEnv, TriageOutcome};
+use crate::runner::{self, BackupOutcome, CheckOutcome, RunEnv, SyncOutcome, TriageOutcome};
 use crate::scheduler::{JobKey, JobKind, Scheduler};
 use crate::status::{self, condition, condition_differs, rfc3339, with_condition, Writer};
 
@@ -84,6 +84,11 @@ enum Report {
     Triage {
         target: Box<DatabaseTarget>,
         outcome: TriageOutcome,
+    },
+    Sync {
+        from: String,
+        to: String,
+        outcome: SyncOutcome,
     },
 }
 
@@ -914,6 +919,33 @@ fn spawn_run(
             });
             Some(handle.id())
         }
+        JobKind::Sync => {
+            let (repo, sync) = desired.repositories.iter().find_map(|r| {
+                r.syncs
+                    .iter()
+                    .find(|s| r.sync_key(&s.to) == key.target)
+                    .map(|s| (r.name.clone(), s.clone()))
+            })?;
+            let from_spec = repos.get(&repo).cloned()?;
+            let to_spec = repos.get(&sync.to).cloned()?;
+            tracing::info!("{key}: starting");
+            let handle = runs.spawn(async move {
+                let outcome = runner::sync(
+                    &env,
+                    (&repo, &from_spec),
+                    (&sync.to, &to_spec),
+                    sync.retention.as_ref(),
+                    &cancel,
+                )
+                .await;
+                Report::Sync {
+                    from: repo,
+                    to: sync.to,
+                    outcome,
+                }
+            });
+            Some(handle.id())
+        }
         JobKind::Triage => {
             let target = find_target(desired, &key).cloned()?;
             tracing::info!("{key}: starting");
@@ -945,7 +977,98 @@ async fn record(ctx: &Ctx, report: Report, memory: &mut Memory) {
         Report::Triage {
             target, outcome, ..
         } => record_triage(ctx, &target, &outcome, memory).await,
+        Report::Sync { from, to, outcome } => record_sync(ctx, &from, &to, &outcome, memory).await,
     }
+}
+
+async fn record_sync(ctx: &Ctx, from: &str, to: &str, outcome: &SyncOutcome, memory: &mut Memory) {
+    let failed = outcome
+        .result
+        .as_ref()
+        .err()
+        .or(outcome.retention.as_ref().and_then(|r| r.as_ref().err()));
+    if failed.is_some_and(is_cancelled) {
+        tracing::warn!("sync {from} -> {to}: cancelled; not recorded");
+        return;
+    }
+    let m = &ctx.metrics;
+    let ok = failed.is_none();
+    let result = if ok { "success" } else { "failure" };
+    m.sync_total.with_label_values(&[from, to, result]).inc();
+    if let Some(e) = failed {
+        m.failures_total
+            .with_label_values(&["sync", e.code()])
+            .inc();
+    }
+    let copied = outcome.result.as_ref().ok().map(|r| r.copied.len() as u64);
+    if let Ok(r) = &outcome.result {
+        m.sync_copied_total
+            .with_label_values(&[from, to])
+            .inc_by(r.copied.len() as f64);
+    }
+    if ok {
+        m.sync_last_success
+            .with_label_values(&[from, to])
+            .set(outcome.ended.timestamp() as f64);
+    }
+    let message = match (failed, &outcome.result) {
+        (Some(e), _) => e.to_string(),
+        (None, Ok(r)) => format!(
+            "copied {} snapshot(s) into {to} ({} already there){}",
+            r.copied.len(),
+            r.already_there,
+            r.bytes_added
+                .map(|b| format!(", {b} bytes added"))
+                .unwrap_or_default()
+        ),
+        (None, Err(e)) => e.to_string(),
+    };
+    let patch = json!({ "syncs": { to: {
+        "lastSync": rfc3339(outcome.ended),
+        "lastSyncResult": result,
+        "copied": copied,
+        "lastError": failed.map(ToString::to_string),
+    }}});
+    if let Err(e) = ctx.writer.repository_status(from, patch).await {
+        tracing::warn!("writing the status of repository {from} failed: {e}");
+    }
+    let uid = ctx
+        .caches
+        .repository(from)
+        .and_then(|r| r.metadata.uid.clone());
+    let reference = status::cluster_reference::<BackupRepository>(from, uid);
+    ctx.writer
+        .event(
+            &reference,
+            !ok,
+            if ok { "SyncSucceeded" } else { "SyncFailed" },
+            message.clone(),
+        )
+        .await;
+    let key = format!("sync/{from}/{to}");
+    let previous = memory.results.get(&key).cloned().or_else(|| {
+        ctx.caches
+            .repository(from)
+            .and_then(|r| r.status.clone())
+            .and_then(|s| s.syncs.get(to).and_then(|x| x.last_sync_result.clone()))
+    });
+    memory.results.insert(key.clone(), result.to_string());
+    if let Some(recovered) = transition(previous.as_deref(), ok) {
+        notify(
+            ctx,
+            Notice {
+                kind: if recovered {
+                    "sync.recovered"
+                } else {
+                    "sync.failed"
+                },
+                subject: key,
+                message,
+                time: outcome.ended,
+            },
+        );
+    }
+    tracing::info!("sync {from} -> {to}: {result}");
 }
 
 /// The metric label of a verdict (the earlier tool's values, plus `undeterminable`).
