@@ -803,6 +803,23 @@ async fn write_plan_status(ctx: &Ctx, desired: &Desired, book: &Scheduler, memor
     }
 }
 
+/// A BackupRepository, for Events.
+fn repository_reference(ctx: &Ctx, name: &str) -> k8s_openapi::api::core::v1::ObjectReference {
+    let uid = ctx
+        .caches
+        .repository(name)
+        .and_then(|r| r.metadata.uid.clone());
+    status::cluster_reference::<BackupRepository>(name, uid)
+}
+
+/// Merges `patch` into a BackupRepository's status; a failure is logged (the next run writes
+/// again).
+async fn patch_repository(ctx: &Ctx, name: &str, patch: Value) {
+    if let Err(e) = ctx.writer.repository_status(name, patch).await {
+        tracing::warn!("writing the status of repository {name} failed: {e}");
+    }
+}
+
 fn uid_of(ctx: &Ctx, t: &DatabaseTarget) -> Option<String> {
     match t.engine {
         TargetEngine::Standalone => ctx
@@ -842,12 +859,7 @@ async fn announce_skip(ctx: &Ctx, desired: &Desired, key: &JobKey) {
     let reference = match find_target(desired, key) {
         Some(t) => status::database_reference(t.engine, &t.namespace, &t.name, uid_of(ctx, t)),
         None => match key.target.strip_prefix("repository/") {
-            Some(name) => status::cluster_reference::<BackupRepository>(
-                name,
-                ctx.caches
-                    .repository(name)
-                    .and_then(|r| r.metadata.uid.clone()),
-            ),
+            Some(name) => repository_reference(ctx, name),
             None => return,
         },
     };
@@ -1029,14 +1041,8 @@ async fn record_sync(ctx: &Ctx, from: &str, to: &str, outcome: &SyncOutcome, mem
         "copied": copied,
         "lastError": failed.map(ToString::to_string),
     }}});
-    if let Err(e) = ctx.writer.repository_status(from, patch).await {
-        tracing::warn!("writing the status of repository {from} failed: {e}");
-    }
-    let uid = ctx
-        .caches
-        .repository(from)
-        .and_then(|r| r.metadata.uid.clone());
-    let reference = status::cluster_reference::<BackupRepository>(from, uid);
+    patch_repository(ctx, from, patch).await;
+    let reference = repository_reference(ctx, from);
     ctx.writer
         .event(
             &reference,
@@ -1284,12 +1290,7 @@ async fn record_backup(
         if let Some(n) = r.snapshot_count {
             patch["snapshotCount"] = json!(n);
         }
-        if let Err(e) = ctx.writer.repository_status(&r.repository, patch).await {
-            tracing::warn!(
-                "writing the status of repository {} failed: {e}",
-                r.repository
-            );
-        }
+        patch_repository(ctx, &r.repository, patch).await;
     }
     let ok = outcome.succeeded();
     let result = if ok { "success" } else { "failure" };
@@ -1483,14 +1484,8 @@ async fn record_check(ctx: &Ctx, repository: &str, outcome: &CheckOutcome, memor
     if let Some(n) = outcome.deduplicated_size {
         patch["deduplicatedSize"] = json!(n);
     }
-    if let Err(e) = ctx.writer.repository_status(repository, patch).await {
-        tracing::warn!("writing the status of repository {repository} failed: {e}");
-    }
-    let uid = ctx
-        .caches
-        .repository(repository)
-        .and_then(|r| r.metadata.uid.clone());
-    let reference = status::cluster_reference::<BackupRepository>(repository, uid);
+    patch_repository(ctx, repository, patch).await;
+    let reference = repository_reference(ctx, repository);
     let (warning, reason, note) = match &outcome.result {
         Ok(r) => (
             false,
