@@ -77,13 +77,17 @@ fn merge(target: &mut Value, extra: Value) {
 }
 
 fn simulator(objects: Vec<Value>) -> (Simulator, tempfile::TempDir, std::path::PathBuf) {
+    simulator_with_exec(objects, Vec::new())
+}
+
+/// The simulator with the namespace, `objects`, and pods whose exec runs locally.
+fn simulator_with_exec(
+    objects: Vec<Value>,
+    exec: Vec<hasteward_kubesim::PodExec>,
+) -> (Simulator, tempfile::TempDir, std::path::PathBuf) {
     let mut all = vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})];
     all.extend(objects);
-    let sim = Simulator::start(SimConfig {
-        objects: all,
-        exec: Vec::new(),
-    })
-    .expect("simulator starts");
+    let sim = Simulator::start(SimConfig { objects: all, exec }).expect("simulator starts");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig, Some(NS)).unwrap();
@@ -379,14 +383,7 @@ fn scheduled_backups_fire_at_their_minute_and_report_success_and_failure() {
     op.stop(&rt);
     assert_operator_rbac(&sim);
     // The Lease is released on the way out.
-    assert!(sim
-        .get(
-            "coordination.k8s.io/v1",
-            "leases",
-            Some(NS),
-            "hasteward-operator"
-        )
-        .is_none());
+    assert!(lease_released(&sim));
 }
 
 #[test]
@@ -585,6 +582,17 @@ fn two_replicas_elect_one_leader_and_hand_over_on_shutdown() {
     assert_operator_rbac(&sim);
 }
 
+/// Whether the leader Lease is gone (released on the way out).
+fn lease_released(sim: &Simulator) -> bool {
+    sim.get(
+        "coordination.k8s.io/v1",
+        "leases",
+        Some(NS),
+        "hasteward-operator",
+    )
+    .is_none()
+}
+
 /// Every request the operator made is allowed by its least-privilege roles.
 fn assert_operator_rbac(sim: &Simulator) {
     crate::kube::assert_rules_allow(
@@ -744,14 +752,7 @@ fn the_binary_catches_up_missed_runs_serves_lintable_metrics_and_stops_on_sigter
 
     let (code, log) = serve.terminate(Duration::from_secs(30));
     assert_eq!(code, 0, "{log}");
-    assert!(sim
-        .get(
-            "coordination.k8s.io/v1",
-            "leases",
-            Some(NS),
-            "hasteward-operator"
-        )
-        .is_none());
+    assert!(lease_released(&sim));
 }
 
 #[test]
@@ -999,7 +1000,6 @@ fn an_opted_in_cnpg_cluster_is_backed_up_and_triaged_on_its_policys_schedules() 
             "targetPrimary": "pg-1", "instanceNames": ["pg-1", "pg-2"], "readyInstances": 2}
     });
     let mut objects = vec![
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
         repo_password_secret(&repo),
         repository("local", &repo),
         policy,
@@ -1014,14 +1014,8 @@ fn an_opted_in_cnpg_cluster_is_backed_up_and_triaged_on_its_policys_schedules() 
         ));
         objects.push(pvc(name));
     }
-    let sim = Simulator::start(SimConfig {
-        objects,
-        exec: vec![pg_exec("pg-1", &p), pg_exec("pg-2", &r2)],
-    })
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig, Some(NS)).unwrap();
+    let (sim, _dir, kubeconfig) =
+        simulator_with_exec(objects, vec![pg_exec("pg-1", &p), pg_exec("pg-2", &r2)]);
 
     let rt = runtime();
     let clock = Arc::new(ManualClock::new(at("2026-11-23T01:59:00Z")));
