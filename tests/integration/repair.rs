@@ -69,13 +69,20 @@ fn full_primary_stand_in(
         let cluster_path = format!("/apis/postgresql.cnpg.io/v1/namespaces/{NS}/clusters/pg");
         let pod_path = format!("/api/v1/namespaces/{NS}/pods/pg-1");
         while !stop.load(Ordering::SeqCst) {
+            // The pod first, then the cluster: a repair quiesces before it deletes the pod, so a
+            // pod seen missing is followed by a read that sees the quiescing (read the other way
+            // round, the stand-in could recreate a crash-looping pod inside the repair).
+            if api.exists(&pod_path) {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             let cluster = api.get(&cluster_path).unwrap_or(Value::Null);
             let a = &cluster["metadata"]["annotations"];
             let quiesced = a["cnpg.io/reconciliationLoop"] == "disabled"
                 || a["cnpg.io/fencedInstances"]
                     .as_str()
                     .is_some_and(|f| f.contains("pg-1"));
-            if !quiesced && !api.exists(&pod_path) {
+            if !quiesced {
                 if segments(primary.data_dir()).len() >= full {
                     api.recreate_pod(&pod, false);
                 } else {
