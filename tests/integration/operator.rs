@@ -426,10 +426,14 @@ fn policy_edits_replan_at_once_and_invalid_input_becomes_a_condition_and_an_even
         )
         .cloned()
     };
+    // The policy's status is written in the same pass, after the databases'.
     wait_for(
-        "every database has a Ready condition",
+        "every database and the policy have a Ready condition",
         Duration::from_secs(30),
-        || ["a", "b", "c", "d"].iter().all(|n| ready(n).is_some()),
+        || {
+            ["a", "b", "c", "d"].iter().all(|n| ready(n).is_some())
+                && condition(&status_of(&sim, "backuppolicies", None, "nightly"), "Ready").is_some()
+        },
     );
     assert_eq!(
         status_of(&sim, "standalonedatabases", Some(NS), "a")["nextBackup"],
