@@ -61,7 +61,7 @@ impl Reporter {
     }
 
     /// A step began.
-    fn step_started(&self, step: &str) {
+    pub(crate) fn step_started(&self, step: &str) {
         self.event("step.started", Some(step), None, None);
         if self.format == OutputFormat::Human {
             tracing::info!("{step}…");
@@ -69,12 +69,12 @@ impl Reporter {
     }
 
     /// A step ended well.
-    fn step_completed(&self, step: &str, details: Option<serde_json::Value>) {
+    pub(crate) fn step_completed(&self, step: &str, details: Option<serde_json::Value>) {
         self.event("step.completed", Some(step), None, details);
     }
 
     /// A step failed.
-    fn step_failed(&self, step: &str, message: &str) {
+    pub(crate) fn step_failed(&self, step: &str, message: &str) {
         self.event("step.failed", Some(step), Some(message.to_string()), None);
     }
 

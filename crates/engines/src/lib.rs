@@ -9,6 +9,7 @@ pub mod drill;
 mod error;
 pub mod fenced;
 pub mod flows;
+pub mod heal;
 pub mod linefilter;
 pub mod pod;
 pub mod repair;
