@@ -52,6 +52,21 @@ fn copies_stay_equal_to_their_sources() {
             "the chart's {kind} rules differ from rbac/hasteward-operator.yaml"
         );
     }
+    // The repair role: the last document of each (the chart's ends in its bindings' loop).
+    let repair_rules = |text: &str| {
+        let doc = text
+            .split("\n---\n")
+            .find(|d| d.contains("-repair\n") && d.contains("kind: ClusterRole\n"))
+            .expect("a repair ClusterRole");
+        let start = doc.find("rules:\n").expect("a rules block");
+        let end = doc.find("{{- range").unwrap_or(doc.len());
+        doc[start..end].trim_end().to_string()
+    };
+    assert_eq!(
+        repair_rules(&chart),
+        repair_rules(&source),
+        "the chart's repair rules differ from rbac/hasteward-operator.yaml"
+    );
 }
 
 #[test]
@@ -98,6 +113,8 @@ fn kustomize_renders_a_restricted_operator_install() {
     assert_eq!(
         kinds,
         [
+            "ClusterRole",
+            // The repair role: defined, bound only by deploy/operator/repair-binding.yaml.
             "ClusterRole",
             "ClusterRoleBinding",
             "CustomResourceDefinition",

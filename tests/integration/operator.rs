@@ -1125,6 +1125,234 @@ fn an_opted_in_cnpg_cluster_is_backed_up_and_triaged_on_its_policys_schedules() 
 }
 
 #[test]
+fn repair_mode_heals_a_replica_left_behind_and_refuses_a_split_brain_once() {
+    use crate::triage::{pg_exec, pod, pvc, SimHttp};
+    let mut p = Postgres::start();
+    let r2 = p.start_replica_named("pg-2");
+    let mut r3 = p.start_replica_named("pg-3");
+    p.psql(
+        "postgres",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
+    );
+    p.wait_replica_caught_up(&r2);
+    p.wait_replica_caught_up(&r3);
+    // A failover: pg-1 is gone, pg-2 promoted (timeline 2) and written to; pg-3 still points at
+    // the dead primary, paused at the fork. Restarted (CNPG points it at the new primary) it
+    // follows timeline 2: the triage says `needs-restart`.
+    r3.psql("postgres", "SELECT pg_wal_replay_pause()");
+    p.stop();
+    r2.promote();
+    r2.psql(
+        "postgres",
+        "INSERT INTO t SELECT g FROM generate_series(1001, 2000) g",
+    );
+    r2.psql("postgres", "CHECKPOINT");
+    let repo = Repo::new();
+    let policy = json!({"apiVersion": API, "kind": "BackupPolicy", "metadata": {"name": "heal"},
+        "spec": {"backupSchedule": "0 3 * * *", "triageSchedule": "*/15 * * * *", "mode": "repair",
+                 "healTimeout": 60, "repositories": ["local"]}});
+    let cluster = json!({
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": {"name": "pg", "namespace": NS,
+            "annotations": {"clinic.hasteward.prplanit.com/policy": "heal"}},
+        "spec": {"instances": 2},
+        "status": {"phase": "Cluster in healthy state", "currentPrimary": "pg-2",
+            "targetPrimary": "pg-2", "instanceNames": ["pg-2", "pg-3"], "readyInstances": 2}
+    });
+    let mut objects = vec![
+        repo_password_secret(&repo),
+        repository("local", &repo),
+        policy,
+        cluster,
+    ];
+    for name in ["pg-2", "pg-3"] {
+        objects.push(pod(
+            name,
+            "postgres",
+            json!({"cnpg.io/cluster": "pg"}),
+            true,
+        ));
+        objects.push(pvc(name));
+    }
+    let (sim, _dir, kubeconfig) =
+        simulator_with_exec(objects, vec![pg_exec("pg-2", &r2), pg_exec("pg-3", &r3)]);
+    let sim = Arc::new(sim);
+    // A stand-in for CNPG: a deleted pg-3 comes back following the new primary (on a new port,
+    // which its pod's exec environment is told).
+    let original = sim.get("v1", "pods", Some(NS), "pg-3").unwrap();
+    let r2 = Arc::new(r2);
+    let stand_in = {
+        let api = SimHttp { url: sim.url() };
+        let sim = sim.clone();
+        let primary = r2.clone();
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while std::time::Instant::now() < deadline {
+                if !api.exists(&format!("/api/v1/namespaces/{NS}/pods/pg-3")) {
+                    r3.shut_down();
+                    r3.follow(&primary, "pg-3");
+                    sim.set_exec(pg_exec("pg-3", &r3));
+                    api.recreate_pod(&original, true);
+                    return Some(r3);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            None
+        })
+    };
+
+    let rt = runtime();
+    let clock = Arc::new(ManualClock::new(at("2026-11-23T02:14:00Z")));
+    let op = start_replica_notifying(&rt, &kubeconfig, "op-a", clock.clone(), None);
+    let annotation = |key: &str| -> Option<String> {
+        sim.get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")?["metadata"]["annotations"]
+            [format!("clinic.hasteward.prplanit.com/{key}")]
+        .as_str()
+        .map(String::from)
+    };
+    wait_for(
+        "the cluster to be marked managed",
+        Duration::from_secs(30),
+        || annotation("managed").as_deref() == Some("true"),
+    );
+    sim.clear_requests();
+    // 02:15: the triage finds pg-3 behind; the operator restarts it under the cluster's Lease.
+    clock.set(at("2026-11-23T02:15:00Z"));
+    wait_for("the unattended repair", Duration::from_secs(150), || {
+        annotation("last-repair-result").is_some()
+    });
+    let r3 = stand_in
+        .join()
+        .unwrap()
+        .expect("pg-3 was deleted and came back");
+    assert_eq!(
+        annotation("last-triage-result").as_deref(),
+        Some("unhealthy"),
+        "the triage that led to the repair"
+    );
+    assert_eq!(
+        annotation("last-repair-result").as_deref(),
+        Some("success"),
+        "{:?}",
+        events(&sim, "pg", "RepairFailed")
+    );
+    let done = events(&sim, "pg", "RepairSucceeded");
+    assert_eq!(done.len(), 1, "{done:?}");
+    let note = done[0]["note"].as_str().unwrap();
+    assert!(
+        note.contains("pg-3: restart") && note.contains("triage now: healthy"),
+        "{note}"
+    );
+    let labels = "cluster=\"pg\",engine=\"cnpg\",namespace=\"db\"";
+    assert_eq!(
+        metric(
+            op.addr,
+            &format!("hasteward_repair_total{{{labels},status=\"success\"}}")
+        ),
+        Some(1.0)
+    );
+    assert!(metric(
+        op.addr,
+        &format!("hasteward_repair_last_timestamp{{{labels}}}")
+    )
+    .is_some());
+    // Exactly: the cluster's Lease taken, pg-3 deleted, the Lease released. The primary is not
+    // touched, nothing is fenced, and a restart destroys nothing, so no escrow snapshot.
+    let lease_path = format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases");
+    let mutations: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.is_mutation() && r.path.contains(&format!("/namespaces/{NS}/")))
+        .filter(|r| !r.path.contains("/events") && !r.path.contains("hasteward-operator-leader"))
+        .filter(|r| {
+            // The cluster itself gets only the annotations (no fence, no reconciliation switch).
+            let body = r.body.as_deref().unwrap_or("");
+            !(r.path.ends_with("/clusters/pg")
+                && !body.contains("fencedInstances")
+                && !body.contains("reconciliationLoop"))
+        })
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        mutations,
+        [
+            format!("POST {lease_path}"),
+            format!("DELETE /api/v1/namespaces/{NS}/pods/pg-3"),
+            // The stand-in's: CNPG recreating the pod.
+            format!("POST /api/v1/namespaces/{NS}/pods"),
+            format!("DELETE {lease_path}/hasteward-pg"),
+        ],
+        "{mutations:?}"
+    );
+    assert!(sim
+        .get("coordination.k8s.io/v1", "leases", Some(NS), "hasteward-pg")
+        .is_none());
+    assert!(repo.snapshots().is_empty());
+    // pg-3 really follows the new primary again, with its rows.
+    r2.wait_replica_caught_up(&r3);
+    assert_eq!(r3.psql("postgres", "SELECT count(*) FROM t"), "2000");
+
+    // A split brain: pg-3 promoted by mistake and written to. It is never repaired unattended:
+    // the refusal is said once (an Event and a notice-free counter), nothing in the cluster moves.
+    r3.promote();
+    r3.psql("postgres", "INSERT INTO t VALUES (-1)");
+    r3.psql("postgres", "CHECKPOINT");
+    r2.psql("postgres", "INSERT INTO t VALUES (-2)");
+    r2.psql("postgres", "CHECKPOINT");
+    sim.clear_requests();
+    // Annotation times are wall-clock seconds (two triages may share one): the counter tells
+    // each triage's refusal apart.
+    let refusals = || {
+        metric(
+            op.addr,
+            &format!("hasteward_repair_total{{{labels},status=\"refused\"}}"),
+        )
+    };
+    for (i, minute) in ["02:30", "02:45"].iter().enumerate() {
+        clock.set(at(&format!("2026-11-23T{minute}:00Z")));
+        wait_for("the triage's refusal", Duration::from_secs(60), || {
+            refusals() == Some((i + 1) as f64)
+        });
+    }
+    assert_eq!(
+        annotation("last-triage-result").as_deref(),
+        Some("split-brain")
+    );
+    wait_for("the refusal annotation", Duration::from_secs(10), || {
+        annotation("last-repair-result").as_deref() == Some("refused")
+    });
+    let refused = events(&sim, "pg", "RepairRefused");
+    assert_eq!(refused.len(), 1, "said once: {refused:?}");
+    assert!(
+        refused[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("a split brain is never repaired unattended"),
+        "{}",
+        refused[0]["note"]
+    );
+    for r in sim.requests().iter().filter(|r| r.is_mutation()) {
+        assert!(
+            !r.path.contains("/pods") && !r.path.contains("hasteward-pg"),
+            "a refused repair changed something: {} {}",
+            r.method,
+            r.path
+        );
+    }
+    op.stop(&rt);
+    crate::kube::assert_rules_allow(
+        "rbac/hasteward-operator.yaml",
+        &[
+            "hasteward-operator",
+            "hasteward-operator-leader",
+            "hasteward-operator-repair",
+        ],
+        &sim.requests(),
+    );
+    drop(r3);
+}
+
+#[test]
 fn a_scheduled_sync_copies_into_a_repository_with_its_own_password_once() {
     let pg = Postgres::start();
     let local = Repo::new();

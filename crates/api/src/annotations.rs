@@ -47,3 +47,6 @@ pub const LAST_TRIAGE: &str = "clinic.hasteward.prplanit.com/last-triage";
 pub const LAST_TRIAGE_RESULT: &str = "clinic.hasteward.prplanit.com/last-triage-result";
 /// Written: when the last repair ended.
 pub const LAST_REPAIR: &str = "clinic.hasteward.prplanit.com/last-repair";
+/// Written: `success` (healthy afterwards), `failure` or `refused` of the last unattended repair
+/// (new).
+pub const LAST_REPAIR_RESULT: &str = "clinic.hasteward.prplanit.com/last-repair-result";

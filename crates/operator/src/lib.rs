@@ -13,6 +13,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod notify;
+pub mod repair;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;

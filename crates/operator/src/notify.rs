@@ -22,7 +22,8 @@ use crate::status::rfc3339;
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
-    /// `backup.failed`, `backup.recovered`, `check.failed`, `check.recovered`, `triage.changed`.
+    /// `backup.failed`, `backup.recovered`, `check.failed`, `check.recovered`, `sync.failed`,
+    /// `sync.recovered`, `triage.changed`, `repair.succeeded`, `repair.failed`.
     pub kind: &'static str,
     /// What it is about: `standalone/db/pg`, `repository/offsite`.
     pub subject: String,

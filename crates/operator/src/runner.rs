@@ -518,9 +518,24 @@ pub struct TriageOutcome {
 /// A read-only triage of a CNPG or Galera cluster: the same collection and analysis as
 /// `hasteward triage`, without helper pods (a scheduled triage creates nothing).
 pub async fn triage(env: &RunEnv, target: &DatabaseTarget) -> TriageOutcome {
-    use hasteward_engines::triage as collect;
     let started = Instant::now();
-    let result = match target.engine {
+    let result = triage_report(env, target, false).await;
+    TriageOutcome {
+        ended: Utc::now(),
+        seconds: started.elapsed().as_secs_f64(),
+        result,
+    }
+}
+
+/// Collects and analyzes a replicated cluster; `helper_pods` lets a Galera collection read the
+/// volumes of nodes without a running pod (a repair, under the cluster's Lease, does).
+pub async fn triage_report(
+    env: &RunEnv,
+    target: &DatabaseTarget,
+    helper_pods: bool,
+) -> Result<hasteward_triage::Report, Error> {
+    use hasteward_engines::triage as collect;
+    match target.engine {
         TargetEngine::Cnpg => collect::cnpg::collect(&env.kube, &target.namespace, &target.name)
             .await
             .map(|input| hasteward_triage::cnpg::analyze(&input)),
@@ -530,7 +545,7 @@ pub async fn triage(env: &RunEnv, target: &DatabaseTarget) -> TriageOutcome {
             &target.name,
             &collect::galera::CollectOptions {
                 recover_positions: false,
-                helper_pods: false,
+                helper_pods,
             },
         )
         .await
@@ -538,11 +553,6 @@ pub async fn triage(env: &RunEnv, target: &DatabaseTarget) -> TriageOutcome {
         TargetEngine::Standalone => Err(Error::Usage(
             "a standalone database has no replicas to triage".into(),
         )),
-    };
-    TriageOutcome {
-        ended: Utc::now(),
-        seconds: started.elapsed().as_secs_f64(),
-        result,
     }
 }
 

@@ -32,6 +32,7 @@ use crate::config::{self, DatabaseTarget, Desired, TargetEngine};
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
 use crate::notify::{transition, Delivery, Notice, Notifier};
+use crate::repair::{self, RepairOutcome, RepairResult};
 use crate::runner::{self, BackupOutcome, CheckOutcome, RunEnv, SyncOutcome, TriageOutcome};
 use crate::scheduler::{JobKey, JobKind, Scheduler};
 use crate::status::{self, condition, condition_differs, rfc3339, with_condition, Writer};
@@ -84,6 +85,8 @@ enum Report {
     Triage {
         target: Box<DatabaseTarget>,
         outcome: TriageOutcome,
+        /// `mode: repair` and not healthy: the unattended repair that followed.
+        repair: Option<RepairOutcome>,
     },
     Sync {
         from: String,
@@ -268,7 +271,14 @@ async fn lead(ctx: &Ctx, guard: &LeaseGuard, shutdown: &CancellationToken) {
             announce_skip(ctx, &desired, &skipped.key).await;
         }
         for start in decisions.start {
-            match spawn_run(ctx, &desired, start.key.clone(), &mut runs, &runs_cancel) {
+            match spawn_run(
+                ctx,
+                &desired,
+                &memory,
+                start.key.clone(),
+                &mut runs,
+                &runs_cancel,
+            ) {
                 Some(id) => {
                     ids.insert(id, start.key);
                 }
@@ -475,6 +485,9 @@ struct Memory {
     backup_series: HashMap<String, (TargetLabels, std::collections::BTreeSet<String>)>,
     /// Per-target triage gauges set, by target key.
     triage_series: HashMap<String, TargetLabels>,
+    /// Per target key, the fingerprint of an unattended repair that ran and did not heal the
+    /// cluster: not repeated until a triage finds it healthy.
+    unhealed: HashMap<String, String>,
 }
 
 /// engine, cluster (name), namespace.
@@ -878,6 +891,7 @@ async fn announce_skip(ctx: &Ctx, desired: &Desired, key: &JobKey) {
 fn spawn_run(
     ctx: &Ctx,
     desired: &Desired,
+    memory: &Memory,
     key: JobKey,
     runs: &mut JoinSet<Report>,
     cancel: &CancellationToken,
@@ -961,11 +975,38 @@ fn spawn_run(
         JobKind::Triage => {
             let target = find_target(desired, &key).cloned()?;
             tracing::info!("{key}: starting");
+            // In repair mode the escrow goes to the database's first repository.
+            let escrow = target
+                .backup
+                .as_ref()
+                .and_then(|b| b.repositories.first())
+                .and_then(|n| repos.get(n).map(|s| (n.clone(), s.clone())));
+            let held = memory.unhealed.get(&target.key()).cloned();
             let handle = runs.spawn(async move {
                 let outcome = runner::triage(&env, &target).await;
+                let repair = match (&outcome.result, &target.triage) {
+                    (Ok(report), Some(settings))
+                        if settings.mode == hasteward_api::PolicyMode::Repair
+                            && report.verdict != hasteward_triage::Verdict::Healthy =>
+                    {
+                        Some(
+                            repair::repair(
+                                &env,
+                                &target,
+                                report,
+                                escrow.as_ref().map(|(n, s)| (n.as_str(), s)),
+                                held.as_deref(),
+                                &cancel,
+                            )
+                            .await,
+                        )
+                    }
+                    _ => None,
+                };
                 Report::Triage {
                     target: Box::new(target),
                     outcome,
+                    repair,
                 }
             });
             Some(handle.id())
@@ -987,8 +1028,15 @@ async fn record(ctx: &Ctx, report: Report, memory: &mut Memory) {
             ..
         } => record_check(ctx, &repository, &outcome, memory).await,
         Report::Triage {
-            target, outcome, ..
-        } => record_triage(ctx, &target, &outcome, memory).await,
+            target,
+            outcome,
+            repair,
+        } => {
+            record_triage(ctx, &target, &outcome, memory).await;
+            if let Some(repair) = repair {
+                record_repair(ctx, &target, &repair, memory).await;
+            }
+        }
         Report::Sync { from, to, outcome } => record_sync(ctx, &from, &to, &outcome, memory).await,
     }
 }
@@ -1116,6 +1164,10 @@ async fn record_triage(
         }
     };
     memory.announced.remove(&key);
+    if report.verdict == hasteward_triage::Verdict::Healthy {
+        // Healthy again: a plan that failed before may be tried again next time.
+        memory.unhealed.remove(&t.key());
+    }
     memory.triage_series.insert(t.key(), target_labels(t));
     let result = verdict_label(report.verdict);
     m.triage_last_run
@@ -1196,6 +1248,135 @@ async fn record_triage(
         tracing::warn!("annotating {} failed: {e}", t.key());
     }
     tracing::info!("triage {}: {annotated}", t.key());
+}
+
+/// Writes an unattended repair's outcome: metrics, annotations, Events, notifications. Nothing
+/// to do is silent; a refusal or a held plan is announced once per distinct message.
+async fn record_repair(
+    ctx: &Ctx,
+    t: &DatabaseTarget,
+    outcome: &RepairOutcome,
+    memory: &mut Memory,
+) {
+    let key = t.key();
+    let announce_key = format!("{key}/repair");
+    let reference = status::database_reference(t.engine, &t.namespace, &t.name, uid_of(ctx, t));
+    let labels = [t.engine.as_str(), t.name.as_str(), t.namespace.as_str()];
+    let (reason, message) = match &outcome.result {
+        RepairResult::Nothing(why) => {
+            tracing::info!("{key}: no unattended repair: {why}");
+            return;
+        }
+        RepairResult::Failed { error, .. } if is_cancelled(error) => {
+            tracing::warn!("{key}: repair cancelled; not recorded: {error}");
+            return;
+        }
+        RepairResult::Held { fingerprint } => (
+            "RepairHeld",
+            format!(
+                "the unattended repair ({fingerprint}) already ran and did not leave the cluster healthy: it is not repeated until a triage finds the cluster healthy; see `hasteward triage -e {} -n {} -c {}`",
+                t.engine.as_str(),
+                t.namespace,
+                t.name
+            ),
+        ),
+        RepairResult::Refused { gate, message } => {
+            ("RepairRefused", format!("not repaired ({gate}): {message}"))
+        }
+        RepairResult::Failed { error, .. } => ("RepairFailed", error.to_string()),
+        RepairResult::Repaired {
+            healed,
+            after,
+            after_finding,
+            warnings,
+            ..
+        } => {
+            let mut text = format!(
+                "healed {} in {:.0} s; triage now: {}",
+                healed.join(", "),
+                outcome.seconds,
+                verdict_label(*after)
+            );
+            if let Some(f) = after_finding {
+                text.push_str(&format!(" ({f})"));
+            }
+            for w in warnings {
+                text.push_str(&format!("; note: {w}"));
+            }
+            let reason = if *after == hasteward_triage::Verdict::Healthy {
+                "RepairSucceeded"
+            } else {
+                "RepairFailed"
+            };
+            (reason, text)
+        }
+    };
+    if let Some(f) = outcome.result.unhealed() {
+        memory.unhealed.insert(key.clone(), f.to_string());
+    }
+    let Some(status) = outcome.result.status() else {
+        // Held: said once, nothing else recorded.
+        if memory.announced.get(&announce_key) != Some(&message) {
+            ctx.writer
+                .event(&reference, true, reason, message.clone())
+                .await;
+            memory.announced.insert(announce_key, message);
+        }
+        return;
+    };
+    tracing::warn!("{key}: repair {status}: {message}");
+    ctx.metrics
+        .repair_total
+        .with_label_values(&[labels[0], labels[1], labels[2], status])
+        .inc();
+    if status == "refused" {
+        // Refused: nothing changed; the same refusal every 15 minutes is said once.
+        if memory.announced.get(&announce_key) != Some(&message) {
+            ctx.writer
+                .event(&reference, true, reason, message.clone())
+                .await;
+            memory.announced.insert(announce_key, message);
+        }
+    } else {
+        memory.announced.remove(&announce_key);
+        if let RepairResult::Failed { error, .. } = &outcome.result {
+            ctx.metrics
+                .failures_total
+                .with_label_values(&["repair", error.code()])
+                .inc();
+        }
+        ctx.metrics
+            .repair_last
+            .with_label_values(&labels)
+            .set(outcome.ended.timestamp() as f64);
+        ctx.writer
+            .event(&reference, status != "success", reason, message.clone())
+            .await;
+        notify(
+            ctx,
+            Notice {
+                kind: if status == "success" {
+                    "repair.succeeded"
+                } else {
+                    "repair.failed"
+                },
+                subject: key.clone(),
+                message: message.clone(),
+                time: outcome.ended,
+            },
+        );
+    }
+    let ann = json!({
+        annotations::LAST_REPAIR: rfc3339(outcome.ended),
+        annotations::LAST_REPAIR_RESULT: status,
+    });
+    if let Err(e) = ctx
+        .writer
+        .annotate(t.engine, &t.namespace, &t.name, ann)
+        .await
+    {
+        tracing::warn!("annotating {key} failed: {e}");
+    }
 }
 
 async fn record_backup(
