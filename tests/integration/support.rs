@@ -270,3 +270,18 @@ pub fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+/// A tool that `scripts/install-deps.sh` installs from PyPI into the tools venv
+/// (`$HASTEWARD_TOOLS`, default `/opt/hasteward-tools`). Missing is a failure, not a skip.
+pub fn pypi_tool(name: &str) -> PathBuf {
+    let dir = std::env::var_os("HASTEWARD_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/hasteward-tools"));
+    let path = dir.join("bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/install-deps.sh",
+        path.display()
+    );
+    path
+}
