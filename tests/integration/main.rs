@@ -7,6 +7,7 @@ mod support;
 mod deploy;
 mod environment;
 mod failures;
+mod immutable;
 mod kube;
 mod operator;
 mod repair;

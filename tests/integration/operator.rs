@@ -960,10 +960,10 @@ fn webhooks_announce_a_failure_once_and_then_the_recovery() {
     // Credentials fixed: the next success is announced as a recovery.
     sim.put(secret("pg-credentials", "password", pg.password()));
     run_at("2026-11-25T02:00:00Z");
-    assert_eq!(
-        status_of(&sim, "standalonedatabases", Some(NS), "pg")["lastBackupResult"],
-        "success"
-    );
+    // The counter moves before the status is written.
+    wait_for("the success in the status", Duration::from_secs(30), || {
+        status_of(&sim, "standalonedatabases", Some(NS), "pg")["lastBackupResult"] == "success"
+    });
     wait_for("the recovery notices", Duration::from_secs(30), || {
         hooks.seen().len() == 4
     });
@@ -1350,6 +1350,153 @@ fn repair_mode_heals_a_replica_left_behind_and_refuses_a_split_brain_once() {
         &sim.requests(),
     );
     drop(r3);
+}
+
+#[test]
+fn an_immutable_repository_gets_retention_only_with_its_maintenance_credential() {
+    use hasteward_testkit::{SeaweedS3, S3_MAINTENANCE, S3_WRITER};
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .try_init();
+    let s3 = SeaweedS3::start();
+    s3.create_locked_bucket("vault", 1);
+    let pg = Postgres::start();
+    pg.psql("postgres", "CREATE TABLE t AS SELECT 1 AS x");
+    let env_secret = |name: &str, (key, secret): (&str, &str)| {
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": name, "namespace": NS},
+               "data": {"AWS_ACCESS_KEY_ID": base64(key.as_bytes()),
+                        "AWS_SECRET_ACCESS_KEY": base64(secret.as_bytes()),
+                        "AWS_DEFAULT_REGION": base64(b"us-east-1")}})
+    };
+    let repository = json!({
+        "apiVersion": API, "kind": "BackupRepository", "metadata": {"name": "vault"},
+        "spec": {"immutable": true, "restic": {
+            "repository": s3.repository("vault", "pg"),
+            "passwordSecretRef": {"name": "repo-password", "namespace": NS, "key": "password"},
+            "envSecretRef": {"name": "s3-writer", "namespace": NS}}}
+    });
+    let (sim, _dir, kubeconfig) = simulator(vec![
+        secret("repo-password", "password", "immutable-repo-pass-7"),
+        env_secret("s3-writer", S3_WRITER),
+        env_secret("s3-maintenance", S3_MAINTENANCE),
+        secret("pg-credentials", "password", pg.password()),
+        repository,
+        host_database(
+            "pg",
+            &pg,
+            "pg-credentials",
+            json!({"schedule": {"backup": "0 2 * * *"}, "repositories": ["vault"],
+                   "retention": {"keepLast": 1}}),
+        ),
+    ]);
+    let rt = runtime();
+    let clock = Arc::new(ManualClock::new(at("2026-11-23T01:59:00Z")));
+    let op = start_replica(&rt, &kubeconfig, "op-a", clock.clone());
+    let backups = || {
+        metric(
+            op.addr,
+            "hasteward_backup_total{cluster=\"pg\",engine=\"standalone\",namespace=\"db\",repository=\"vault\",status=\"success\"}",
+        )
+    };
+    let retention = |status: &str| {
+        metric(
+            op.addr,
+            &format!("hasteward_retention_total{{cluster=\"pg\",engine=\"standalone\",namespace=\"db\",repository=\"vault\",status=\"{status}\"}}"),
+        )
+    };
+    let snapshots = |expected: usize| {
+        status_of(&sim, "backuprepositories", None, "vault")["snapshotCount"] == expected
+    };
+    wait_for("the first night planned", Duration::from_secs(30), || {
+        status_of(&sim, "standalonedatabases", Some(NS), "pg")["nextBackup"]
+            == "2026-11-23T02:00:00Z"
+    });
+    // Two nights with the writer's credential only: the backups land, retention is refused
+    // (never run with the writer's credential) and says why.
+    for (night, day) in ["2026-11-23", "2026-11-24"].iter().enumerate() {
+        clock.set(at(&format!("{day}T02:00:00Z")));
+        let start = std::time::Instant::now();
+        while !(backups() == Some((night + 1) as f64)
+            && retention("failure") == Some((night + 1) as f64)
+            && snapshots(night + 1))
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "night {night}: backups {:?}, retention failures {:?}, repository {}, database {}",
+                backups(),
+                retention("failure"),
+                status_of(&sim, "backuprepositories", None, "vault"),
+                status_of(&sim, "standalonedatabases", Some(NS), "pg")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let failed = events(&sim, "pg", "RetentionFailed");
+    assert!(!failed.is_empty());
+    let note = failed[0]["note"].as_str().unwrap();
+    assert!(
+        note.contains("immutable") && note.contains("maintenanceCredentialsSecretRef"),
+        "{note}"
+    );
+
+    // With the maintenance credential named, the next night's retention runs with it.
+    // A spec edit through the API (a merge patch bumps the generation, which the operator's
+    // status then acknowledges: it has seen the edit).
+    let api = crate::triage::SimHttp { url: sim.url() };
+    let patched = api
+        .curl(
+            &[
+                "-s",
+                "-f",
+                "-X",
+                "PATCH",
+                "-H",
+                "Content-Type: application/merge-patch+json",
+                "-d",
+                &json!({"spec": {"maintenanceCredentialsSecretRef":
+                    {"name": "s3-maintenance", "namespace": NS}}})
+                .to_string(),
+            ],
+            &format!("/apis/{API}/backuprepositories/vault"),
+        )
+        .unwrap();
+    assert!(patched.status.success(), "{patched:?}");
+    wait_for("the edit to be seen", Duration::from_secs(30), || {
+        status_of(&sim, "backuprepositories", None, "vault")["observedGeneration"] == 2
+    });
+    clock.set(at("2026-11-25T02:00:00Z"));
+    let start = std::time::Instant::now();
+    while !(backups() == Some(3.0) && retention("success") == Some(1.0) && snapshots(1)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "backups {:?}, retention {:?}/{:?}, repository {}, events {:?}",
+            backups(),
+            retention("success"),
+            retention("failure"),
+            status_of(&sim, "backuprepositories", None, "vault"),
+            events(&sim, "pg", "RetentionFailed")
+                .iter()
+                .map(|e| e["note"].clone())
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The forgotten snapshots' objects are still stored, as locked versions.
+    let (versions, markers) = s3.versions("vault", "pg/snapshots/");
+    assert!(versions >= 3 && markers >= 2, "{versions} {markers}");
+    op.stop(&rt);
+    // Every request but the test's own spec edit.
+    let requests: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| !(r.method == "PATCH" && r.path.ends_with("/backuprepositories/vault")))
+        .collect();
+    crate::kube::assert_rules_allow(
+        "rbac/hasteward-operator.yaml",
+        &["hasteward-operator", "hasteward-operator-leader"],
+        &requests,
+    );
 }
 
 #[test]

@@ -404,9 +404,25 @@ pub struct PruneArgs {
     pub keep: KeepArgs,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub immutable: ImmutableArgs,
     /// Show what would be removed; change nothing.
     #[arg(long, env = "HASTEWARD_DRY_RUN")]
     pub dry_run: bool,
+}
+
+/// Retention on an immutable repository (S3 Object Lock, append-only REST server).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Immutable repository")]
+pub struct ImmutableArgs {
+    /// The repository keeps its history against its writer: retention runs only with
+    /// --maintenance-env-file, never with the backup credential in the environment.
+    #[arg(long, env = "HASTEWARD_IMMUTABLE")]
+    pub immutable: bool,
+    /// A file of KEY=VALUE lines (e.g. AWS_ACCESS_KEY_ID=…, AWS_SECRET_ACCESS_KEY=…): the
+    /// maintenance credential, given to restic as environment over the ambient one.
+    #[arg(long, env = "HASTEWARD_MAINTENANCE_ENV_FILE")]
+    pub maintenance_env_file: Option<PathBuf>,
 }
 
 /// Retention rules.
@@ -477,6 +493,9 @@ pub struct SyncArgs {
     pub keep: KeepArgs,
     #[command(flatten)]
     pub lock: LockArgs,
+    /// Here: the destination (the only repository retention touches).
+    #[command(flatten)]
+    pub immutable: ImmutableArgs,
     /// Show what would be copied; change nothing.
     #[arg(long, env = "HASTEWARD_DRY_RUN")]
     pub dry_run: bool,

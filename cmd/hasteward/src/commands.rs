@@ -251,11 +251,20 @@ pub(crate) fn host_target(db: DbType, h: &HostArgs) -> Result<HostTarget, Error>
 }
 
 pub(crate) async fn open_repo(cli: &Cli, r: &RepoArgs) -> Result<Restic, Error> {
+    open_repo_with_env(cli, r, Vec::new()).await
+}
+
+/// Opens the repository with `env` over the ambient environment (a maintenance credential).
+pub(crate) async fn open_repo_with_env(
+    cli: &Cli,
+    r: &RepoArgs,
+    env: Vec<(String, String)>,
+) -> Result<Restic, Error> {
     require_file("--password-file", r.password_file.as_deref())?;
     let creds = Credentials {
         repo: r.repo.clone(),
         password_file: r.password_file.clone(),
-        env: Vec::new(),
+        env,
     };
     Ok(Restic::open(&cli.restic_bin, &creds).await?)
 }
@@ -543,7 +552,8 @@ async fn prune(
 ) -> Result<ExitCode, Error> {
     let tags = filter_tags(&a.filter, Some("backup"))?;
     let policy = crate::repository::keep_policy(&a.keep)?;
-    let restic = open_repo(cli, &a.repo).await?;
+    let maintenance = crate::repository::maintenance_env(&a.immutable)?;
+    let restic = open_repo_with_env(cli, &a.repo, maintenance).await?;
     let wait = crate::repository::lock_wait(&a.lock, rep, cancel);
     let result = rep
         .step(

@@ -9,7 +9,7 @@ use hasteward_exec::CancellationToken;
 use hasteward_model::ExitCode;
 use hasteward_restic::KeepPolicy;
 
-use crate::cli::{CheckArgs, Cli, KeepArgs, LockArgs, RepoArgs, SyncArgs};
+use crate::cli::{CheckArgs, Cli, ImmutableArgs, KeepArgs, LockArgs, RepoArgs, SyncArgs};
 use crate::commands::{filter_tags, open_repo, usage};
 use crate::output::{human_bytes, Reporter};
 
@@ -29,6 +29,60 @@ pub(crate) fn lock_wait(l: &LockArgs, rep: &Reporter, cancel: &CancellationToken
 }
 
 /// The retention policy of `--keep-*`.
+/// The maintenance credential retention runs with (`--maintenance-env-file`), checked against
+/// `--immutable`: an immutable repository is never pruned with the ambient (backup) credential.
+pub(crate) fn maintenance_env(a: &ImmutableArgs) -> Result<Vec<(String, String)>, Error> {
+    let Some(path) = &a.maintenance_env_file else {
+        if a.immutable {
+            return Err(usage(
+                "the repository is immutable (--immutable): retention runs only with the maintenance credential, never the backup writer's; pass --maintenance-env-file FILE (KEY=VALUE lines such as AWS_ACCESS_KEY_ID=…)",
+            ));
+        }
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        usage(format!(
+            "--maintenance-env-file {}: {e}; give a readable file of KEY=VALUE lines",
+            path.display()
+        ))
+    })?;
+    parse_env_lines(&text)
+        .map_err(|e| usage(format!("--maintenance-env-file {}: {e}", path.display())))
+}
+
+/// `KEY=VALUE` lines; blank lines and `#` comments are skipped. Keys are environment variable
+/// names; values are taken verbatim (no quotes, no expansion). Errors never echo a value.
+pub(crate) fn parse_env_lines(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("line {} is not KEY=VALUE", n + 1));
+        };
+        let key = key.trim();
+        let valid = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "line {}: `{key}` is not an environment variable name",
+                n + 1
+            ));
+        }
+        out.retain(|(k, _)| k != key);
+        out.push((key.to_string(), value.to_string()));
+    }
+    if out.is_empty() {
+        return Err("no KEY=VALUE line in it".into());
+    }
+    Ok(out)
+}
+
 pub(crate) fn keep_policy(k: &KeepArgs) -> Result<KeepPolicy, Error> {
     if let Some(w) = &k.keep_within {
         if !KeepPolicy::valid_duration(w) {
@@ -61,20 +115,23 @@ pub async fn sync(
     } else {
         None
     };
+    // Checked before anything is copied: an immutable destination's retention needs its
+    // maintenance credential.
+    let maintenance = match policy {
+        Some(_) => maintenance_env(&a.immutable)?,
+        None => Vec::new(),
+    };
     if a.repo.repo.as_deref() == Some(a.to_repo.as_str()) {
         return Err(usage(
             "--to-repo is the source repository itself: name another one",
         ));
     }
     let source = open_repo(cli, &a.repo).await?;
-    let destination = open_repo(
-        cli,
-        &RepoArgs {
-            repo: Some(a.to_repo.clone()),
-            password_file: Some(a.to_password_file.clone()),
-        },
-    )
-    .await?;
+    let destination_args = RepoArgs {
+        repo: Some(a.to_repo.clone()),
+        password_file: Some(a.to_password_file.clone()),
+    };
+    let destination = open_repo(cli, &destination_args).await?;
     let wait = lock_wait(&a.lock, rep, cancel);
     let result = rep
         .step(
@@ -83,15 +140,22 @@ pub async fn sync(
         )
         .await?;
     let retention = match &policy {
-        Some(policy) => Some(
-            rep.step(
-                "retention",
-                repository::with_lock_retry(&destination, &wait, || {
-                    flows::prune(&destination, tags.clone(), policy, a.dry_run)
-                }),
+        Some(policy) => {
+            let maintainer = if maintenance.is_empty() {
+                destination.clone()
+            } else {
+                crate::commands::open_repo_with_env(cli, &destination_args, maintenance).await?
+            };
+            Some(
+                rep.step(
+                    "retention",
+                    repository::with_lock_retry(&maintainer, &wait, || {
+                        flows::prune(&maintainer, tags.clone(), policy, a.dry_run)
+                    }),
+                )
+                .await?,
             )
-            .await?,
-        ),
+        }
         None => None,
     };
     let mut text = format!(
@@ -167,4 +231,28 @@ pub async fn check(
         result.seconds
     );
     Ok(rep.succeed(serde_json::to_value(&result).unwrap_or_default(), &text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_lines_parse_and_bad_lines_are_named_without_their_values() {
+        let env = parse_env_lines(
+            "# maintenance\nAWS_ACCESS_KEY_ID=maint\n\nAWS_SECRET_ACCESS_KEY=a=b c\r\nAWS_ACCESS_KEY_ID=m2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            env,
+            [
+                ("AWS_SECRET_ACCESS_KEY".to_string(), "a=b c".to_string()),
+                ("AWS_ACCESS_KEY_ID".to_string(), "m2".to_string()),
+            ]
+        );
+        let e = parse_env_lines("AWS_SECRET_ACCESS_KEY hunter2\n").unwrap_err();
+        assert!(e.contains("line 1") && !e.contains("hunter2"), "{e}");
+        assert!(parse_env_lines("1X=y").is_err());
+        assert!(parse_env_lines("# nothing\n").is_err());
+    }
 }

@@ -134,6 +134,17 @@ pub struct BackupRepositorySpec {
     /// Scheduled copies into other repositories.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sync: Vec<SyncSpec>,
+    /// The repository keeps its history against its writer (S3 Object Lock with a writer
+    /// credential that cannot delete object versions, or an append-only REST server): hasteward
+    /// never runs retention with `restic.envSecretRef`, only with
+    /// `maintenanceCredentialsSecretRef`, and without one applies no retention (a
+    /// `RetentionFailed` Event says so).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub immutable: bool,
+    /// The maintenance credential for an immutable repository: every key of this Secret becomes
+    /// an environment variable of restic for `forget`/`prune`, over `restic.envSecretRef`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_credentials_secret_ref: Option<SecretRef>,
 }
 
 /// What the operator last saw of the repository.

@@ -731,8 +731,7 @@ mod tests {
                 repository: "/srv/restic".into(),
                 ..ResticSpec::default()
             },
-            check: None,
-            sync: Vec::new(),
+            ..BackupRepositorySpec::default()
         }
     }
 

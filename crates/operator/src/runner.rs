@@ -153,15 +153,56 @@ pub async fn open_repository(
     spec: &BackupRepositorySpec,
     files: &SecretFiles,
 ) -> Result<Restic, Error> {
+    open_with(env, name, spec, files, None).await
+}
+
+/// The handle retention (`forget`/`prune`) runs with: `writer` itself, except on an immutable
+/// repository, where only the maintenance credential may remove anything (its Secret's keys go
+/// over the writer's). Without one, retention is refused rather than run with the writer's
+/// credential.
+pub async fn retention_handle(
+    env: &RunEnv,
+    name: &str,
+    spec: &BackupRepositorySpec,
+    files: &SecretFiles,
+    writer: &Restic,
+) -> Result<Restic, Error> {
+    if !spec.immutable {
+        return Ok(writer.clone());
+    }
+    let Some(maintenance) = &spec.maintenance_credentials_secret_ref else {
+        return Err(Error::Usage(format!(
+            "repository {name} is immutable and has no maintenanceCredentialsSecretRef: retention never runs with the backup writer's credential; add the maintenance credential's Secret (or apply retention by hand)"
+        )));
+    };
+    open_with(env, name, spec, files, Some(maintenance)).await
+}
+
+async fn open_with(
+    env: &RunEnv,
+    name: &str,
+    spec: &BackupRepositorySpec,
+    files: &SecretFiles,
+    maintenance: Option<&hasteward_api::SecretRef>,
+) -> Result<Restic, Error> {
     let pw_ref = &spec.restic.password_secret_ref;
     let password = env
         .kube
         .secret_value(&pw_ref.namespace, &pw_ref.name, &pw_ref.key)
         .await?;
-    let password_file = files.file(&format!("restic-password-{name}"), password.expose())?;
+    // One file per handle: the writer's and the maintainer's handles of one repository live in
+    // the same run.
+    let role = if maintenance.is_some() {
+        "-maintenance"
+    } else {
+        ""
+    };
+    let password_file = files.file(&format!("restic-password-{name}{role}"), password.expose())?;
     let mut extra = Vec::new();
-    if let Some(r) = &spec.restic.env_secret_ref {
+    // Later entries win: the maintenance credential's keys replace the writer's.
+    for r in spec.restic.env_secret_ref.iter().chain(maintenance) {
         for (k, v) in env.kube.secret_env(&r.namespace, &r.name).await? {
+            extra.retain(|(key, _)| *key != k);
             extra.push((k, v.expose().to_string()));
         }
     }
@@ -405,15 +446,20 @@ async fn backup_one<T: Target>(
                 SnapshotKind::Backup.as_str().to_string(),
             ),
         ];
-        entry.retention = Some(match env.queue.exclusive(name, cancel).await {
-            None => Err(cancelled_waiting(name)),
-            Some(_exclusive) => {
-                with_lock_retry(&restic, &wait, || {
-                    flows::prune(&restic, tags.clone(), policy, false)
-                })
-                .await
-            }
-        });
+        entry.retention = Some(
+            match retention_handle(env, name, spec, files, &restic).await {
+                Err(e) => Err(e),
+                Ok(maintainer) => match env.queue.exclusive(name, cancel).await {
+                    None => Err(cancelled_waiting(name)),
+                    Some(_exclusive) => {
+                        with_lock_retry(&maintainer, &wait, || {
+                            flows::prune(&maintainer, tags.clone(), policy, false)
+                        })
+                        .await
+                    }
+                },
+            },
+        );
     }
     entry.snapshot_count = restic
         .snapshots(&SnapshotFilter::default())
@@ -631,10 +677,15 @@ pub async fn sync(
         hasteward_engines::repository::sync(&source, &destination, Vec::new(), false, &wait).await;
     if let (Ok(_), Some(policy)) = (&outcome.result, retention) {
         outcome.retention = Some(
-            with_lock_retry(&destination, &wait, || {
-                flows::prune(&destination, Vec::new(), policy, false)
-            })
-            .await,
+            match retention_handle(env, to.0, to.1, &files, &destination).await {
+                Err(e) => Err(e),
+                Ok(maintainer) => {
+                    with_lock_retry(&maintainer, &wait, || {
+                        flows::prune(&maintainer, Vec::new(), policy, false)
+                    })
+                    .await
+                }
+            },
         );
     }
     outcome.ended = Utc::now();

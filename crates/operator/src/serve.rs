@@ -1544,6 +1544,11 @@ async fn record_backup(
         .repositories
         .iter()
         .any(|r| matches!(r.retention, Some(Err(_))));
+    for r in &outcome.repositories {
+        if let Some(Err(e)) = &r.retention {
+            tracing::warn!("{key}: retention in {}: {e}", r.repository);
+        }
+    }
     if retention_failed {
         ctx.writer
             .event(

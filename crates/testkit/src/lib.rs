@@ -14,16 +14,21 @@
 //!   streaming replicas of it ([`Postgres::start_replica`]).
 //! - [`MariaDb`]: a single MariaDB server (wsrep off) with a TCP admin user.
 //! - [`Galera`]: an N-node MariaDB Galera cluster with a TCP `root` login.
+//! - [`SeaweedS3`]: a SeaweedFS S3 endpoint with Object Lock and a writer and a maintenance
+//!   identity.
 
 mod galera;
 mod mariadb;
 mod postgres;
+mod seaweed;
 mod util;
 mod watchdog;
 
 pub use galera::Galera;
 pub use mariadb::MariaDb;
 pub use postgres::Postgres;
+pub use seaweed::SeaweedS3;
+pub use seaweed::{MAINTENANCE as S3_MAINTENANCE, WRITER as S3_WRITER};
 
 use std::net::TcpListener;
 
