@@ -688,6 +688,135 @@ fn failed_or_dropped_dumps_in_pods_leave_no_snapshot() {
     assert!(took < Duration::from_secs(60), "took {took:?}");
 }
 
+/// Shims that run a PostgreSQL server tool as the `postgres` OS user when the tests run as root
+/// (the drill pod runs as a non-root uid; initdb refuses root).
+fn postgres_user_shims(dir: &Path, bin: &Path) -> PathBuf {
+    let mut shims = PathBuf::new();
+    for tool in ["initdb", "postgres"] {
+        shims = shim(
+            dir,
+            tool,
+            &format!(
+                "if [ \"$(id -u)\" = 0 ]; then exec runuser -u postgres -- {0}/{tool} \"$@\"; fi\nexec {0}/{tool} \"$@\"",
+                bin.display()
+            ),
+        );
+    }
+    shims
+}
+
+#[test]
+fn an_in_cluster_restore_drill_runs_in_a_temporary_pod_with_the_clusters_image() {
+    let primary = Postgres::start();
+    primary.psql("postgres", "CREATE DATABASE shop");
+    primary.psql("shop", PG_SEED);
+    let cluster = json!({
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": {"name": "pg", "namespace": NS},
+        "spec": {"instances": 1, "imageName": "ghcr.io/cloudnative-pg/postgresql:15.8"},
+        "status": {"currentPrimary": "pg-1", "instanceNames": ["pg-1"]}
+    });
+    let k = Cluster::start(
+        vec![
+            cluster,
+            pod(
+                "pg-1",
+                "postgres",
+                json!({"cnpg.io/cluster": "pg", "cnpg.io/instanceRole": "primary"}),
+            ),
+        ],
+        vec![pg_pod_exec("pg-1", &primary)],
+    );
+    let repo = Repo::new();
+    let target = ["-e", "cnpg", "-c", "pg"];
+    run_ok(&k.args("backup", &repo, &target));
+
+    // The drill pod runs for real: its script starts a local server as the pod's user, in a
+    // directory standing in for the container's /tmp/hasteward-drill.
+    let work = tempfile::tempdir().unwrap();
+    let drill_dir = work.path().join("drill");
+    std::fs::create_dir(&drill_dir).unwrap();
+    if nix::unistd::Uid::effective().is_root() {
+        let status = std::process::Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&drill_dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let shims = postgres_user_shims(work.path(), primary.bin_dir());
+    let mounts: std::collections::BTreeMap<String, PathBuf> =
+        [("/tmp/hasteward-drill".to_string(), drill_dir.clone())].into();
+    k.sim.set_pod_run(hasteward_kubesim::PodRun {
+        namespace: NS.into(),
+        name_prefix: Some("pg-drill-".into()),
+        path_prepend: vec![shims],
+        mounts: mounts.clone(),
+        ..hasteward_kubesim::PodRun::default()
+    });
+    k.sim.set_exec(PodExec {
+        namespace: NS.into(),
+        pod: "pg-drill-*".into(),
+        env: [("PGHOST".to_string(), drill_dir.display().to_string())].into(),
+        path_prepend: vec![primary.bin_dir().to_path_buf()],
+        mounts,
+        ..PodExec::default()
+    });
+    k.sim.clear_requests();
+    let mut args = k.args("verify", &repo, &target);
+    args.extend([
+        "--restore-test".to_string(),
+        "--in-cluster".into(),
+        "--assert-database".into(),
+        "shop".into(),
+        "--assert-sql".into(),
+        "SELECT count(*) = 5000 FROM items".into(),
+        "-o".into(),
+        "json".into(),
+    ]);
+    let (code, out, err) = run(&args, None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let env = envelope(&out);
+    let shop = env["data"]["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "shop")
+        .cloned()
+        .unwrap_or_else(|| panic!("{env:#}"));
+    assert_eq!(shop["rows"], 5000, "{env:#}");
+    assert_eq!(env["data"]["assertions"][0]["passed"], true, "{env:#}");
+    assert!(env["data"]["restoreSeconds"].as_f64().unwrap() > 0.0);
+
+    // The pod: the cluster's image, a deadline, an owner reference, a non-root user; created
+    // once and deleted; the source database was never exec'd into.
+    let requests = k.sim.requests();
+    let created: Vec<Value> = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+        .filter_map(|r| serde_json::from_str(r.body.as_deref()?).ok())
+        .collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    let pod = &created[0];
+    let name = pod["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("pg-drill-"), "{name}");
+    assert_eq!(
+        pod["spec"]["containers"][0]["image"],
+        "ghcr.io/cloudnative-pg/postgresql:15.8"
+    );
+    assert_eq!(pod["spec"]["activeDeadlineSeconds"], 3600);
+    assert_eq!(pod["spec"]["securityContext"]["runAsUser"], 26);
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "Cluster");
+    assert!(requests
+        .iter()
+        .any(|r| r.method == "DELETE" && r.path.ends_with(&format!("/pods/{name}"))));
+    assert!(k.sim.get("v1", "pods", Some(NS), name).is_none());
+    assert!(exec_pods(&requests)
+        .iter()
+        .all(|p| p.starts_with("pg-drill-")));
+    assert_role_allows("hasteward-drill", &requests);
+}
+
 #[test]
 fn unreachable_api_missing_resources_and_unready_pods_exit_4_quickly() {
     let repo = Repo::new();

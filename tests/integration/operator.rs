@@ -81,6 +81,14 @@ fn simulator(objects: Vec<Value>) -> (Simulator, tempfile::TempDir, std::path::P
 }
 
 /// The simulator with the namespace, `objects`, and pods whose exec runs locally.
+/// One of hasteward's annotations (`managed`, `last-triage`, ...) on CNPG cluster `pg`.
+fn cnpg_annotation(sim: &Simulator, key: &str) -> Option<String> {
+    sim.get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")?["metadata"]["annotations"]
+        [format!("clinic.hasteward.prplanit.com/{key}")]
+    .as_str()
+    .map(String::from)
+}
+
 fn simulator_with_exec(
     objects: Vec<Value>,
     exec: Vec<hasteward_kubesim::PodExec>,
@@ -92,6 +100,45 @@ fn simulator_with_exec(
     let kubeconfig = dir.path().join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig, Some(NS)).unwrap();
     (sim, dir, kubeconfig)
+}
+
+/// A simulator holding a CNPG `Cluster` `pg` opted in to `policy` (also stored), with a Ready pod,
+/// a PVC and pod exec for each of `instances` (name, server), `primary` its current primary, and
+/// the local repository `repo`.
+fn opted_in_cnpg(
+    repo: &Repo,
+    policy: Value,
+    primary: &str,
+    instances: &[(&str, &Postgres)],
+) -> (Simulator, tempfile::TempDir, std::path::PathBuf) {
+    use crate::triage::{pg_exec, pod, pvc};
+    let names: Vec<&str> = instances.iter().map(|(n, _)| *n).collect();
+    let cluster = json!({
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": {"name": "pg", "namespace": NS,
+            "annotations": {"clinic.hasteward.prplanit.com/policy": policy["metadata"]["name"]}},
+        "spec": {"instances": names.len()},
+        "status": {"phase": "Cluster in healthy state", "currentPrimary": primary,
+            "targetPrimary": primary, "instanceNames": names, "readyInstances": names.len()}
+    });
+    let mut objects = vec![
+        repo_password_secret(repo),
+        repository("local", repo),
+        policy,
+        cluster,
+    ];
+    let mut exec = Vec::new();
+    for (name, server) in instances {
+        objects.push(pod(
+            name,
+            "postgres",
+            json!({"cnpg.io/cluster": "pg"}),
+            true,
+        ));
+        objects.push(pvc(name));
+        exec.push(pg_exec(name, server));
+    }
+    simulator_with_exec(objects, exec)
 }
 
 /// One in-process operator replica.
@@ -983,7 +1030,6 @@ fn webhooks_announce_a_failure_once_and_then_the_recovery() {
 
 #[test]
 fn an_opted_in_cnpg_cluster_is_backed_up_and_triaged_on_its_policys_schedules() {
-    use crate::triage::{pg_exec, pod, pvc};
     let p = Postgres::start();
     let mut r2 = p.start_replica_named("pg-2");
     p.psql(
@@ -995,41 +1041,13 @@ fn an_opted_in_cnpg_cluster_is_backed_up_and_triaged_on_its_policys_schedules() 
     let policy = json!({"apiVersion": API, "kind": "BackupPolicy", "metadata": {"name": "watch"},
         "spec": {"backupSchedule": "0 2 * * *", "triageSchedule": "*/15 * * * *",
                  "repositories": ["local"], "retention": {"keepLast": 5}}});
-    let cluster = json!({
-        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
-        "metadata": {"name": "pg", "namespace": NS,
-            "annotations": {"clinic.hasteward.prplanit.com/policy": "watch"}},
-        "spec": {"instances": 2},
-        "status": {"phase": "Cluster in healthy state", "currentPrimary": "pg-1",
-            "targetPrimary": "pg-1", "instanceNames": ["pg-1", "pg-2"], "readyInstances": 2}
-    });
-    let mut objects = vec![
-        repo_password_secret(&repo),
-        repository("local", &repo),
-        policy,
-        cluster,
-    ];
-    for name in ["pg-1", "pg-2"] {
-        objects.push(pod(
-            name,
-            "postgres",
-            json!({"cnpg.io/cluster": "pg"}),
-            true,
-        ));
-        objects.push(pvc(name));
-    }
     let (sim, _dir, kubeconfig) =
-        simulator_with_exec(objects, vec![pg_exec("pg-1", &p), pg_exec("pg-2", &r2)]);
+        opted_in_cnpg(&repo, policy, "pg-1", &[("pg-1", &p), ("pg-2", &r2)]);
 
     let rt = runtime();
     let clock = Arc::new(ManualClock::new(at("2026-11-23T01:59:00Z")));
     let op = start_replica_notifying(&rt, &kubeconfig, "op-a", clock.clone(), None);
-    let annotation = |key: &str| -> Option<String> {
-        sim.get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")?["metadata"]["annotations"]
-            [format!("clinic.hasteward.prplanit.com/{key}")]
-        .as_str()
-        .map(String::from)
-    };
+    let annotation = |key: &str| cnpg_annotation(&sim, key);
     wait_for(
         "the cluster to be marked managed",
         Duration::from_secs(30),
@@ -1126,56 +1144,15 @@ fn an_opted_in_cnpg_cluster_is_backed_up_and_triaged_on_its_policys_schedules() 
 
 #[test]
 fn repair_mode_heals_a_replica_left_behind_and_refuses_a_split_brain_once() {
-    use crate::triage::{pg_exec, pod, pvc, SimHttp};
-    let mut p = Postgres::start();
-    let r2 = p.start_replica_named("pg-2");
-    let mut r3 = p.start_replica_named("pg-3");
-    p.psql(
-        "postgres",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
-    );
-    p.wait_replica_caught_up(&r2);
-    p.wait_replica_caught_up(&r3);
-    // A failover: pg-1 is gone, pg-2 promoted (timeline 2) and written to; pg-3 still points at
-    // the dead primary, paused at the fork. Restarted (CNPG points it at the new primary) it
-    // follows timeline 2: the triage says `needs-restart`.
-    r3.psql("postgres", "SELECT pg_wal_replay_pause()");
-    p.stop();
-    r2.promote();
-    r2.psql(
-        "postgres",
-        "INSERT INTO t SELECT g FROM generate_series(1001, 2000) g",
-    );
-    r2.psql("postgres", "CHECKPOINT");
+    use crate::triage::{pg_exec, SimHttp};
+    // A failover left pg-3 on the old timeline: the triage says `needs-restart`.
+    let (_p, r2, mut r3) = crate::triage::failover_leaving_a_replica_behind();
     let repo = Repo::new();
     let policy = json!({"apiVersion": API, "kind": "BackupPolicy", "metadata": {"name": "heal"},
         "spec": {"backupSchedule": "0 3 * * *", "triageSchedule": "*/15 * * * *", "mode": "repair",
                  "healTimeout": 60, "repositories": ["local"]}});
-    let cluster = json!({
-        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
-        "metadata": {"name": "pg", "namespace": NS,
-            "annotations": {"clinic.hasteward.prplanit.com/policy": "heal"}},
-        "spec": {"instances": 2},
-        "status": {"phase": "Cluster in healthy state", "currentPrimary": "pg-2",
-            "targetPrimary": "pg-2", "instanceNames": ["pg-2", "pg-3"], "readyInstances": 2}
-    });
-    let mut objects = vec![
-        repo_password_secret(&repo),
-        repository("local", &repo),
-        policy,
-        cluster,
-    ];
-    for name in ["pg-2", "pg-3"] {
-        objects.push(pod(
-            name,
-            "postgres",
-            json!({"cnpg.io/cluster": "pg"}),
-            true,
-        ));
-        objects.push(pvc(name));
-    }
     let (sim, _dir, kubeconfig) =
-        simulator_with_exec(objects, vec![pg_exec("pg-2", &r2), pg_exec("pg-3", &r3)]);
+        opted_in_cnpg(&repo, policy, "pg-2", &[("pg-2", &r2), ("pg-3", &r3)]);
     let sim = Arc::new(sim);
     // A stand-in for CNPG: a deleted pg-3 comes back following the new primary (on a new port,
     // which its pod's exec environment is told).
@@ -1204,12 +1181,7 @@ fn repair_mode_heals_a_replica_left_behind_and_refuses_a_split_brain_once() {
     let rt = runtime();
     let clock = Arc::new(ManualClock::new(at("2026-11-23T02:14:00Z")));
     let op = start_replica_notifying(&rt, &kubeconfig, "op-a", clock.clone(), None);
-    let annotation = |key: &str| -> Option<String> {
-        sim.get("postgresql.cnpg.io/v1", "clusters", Some(NS), "pg")?["metadata"]["annotations"]
-            [format!("clinic.hasteward.prplanit.com/{key}")]
-        .as_str()
-        .map(String::from)
-    };
+    let annotation = |key: &str| cnpg_annotation(&sim, key);
     wait_for(
         "the cluster to be marked managed",
         Duration::from_secs(30),

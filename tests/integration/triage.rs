@@ -280,8 +280,11 @@ fn cnpg_healthy_then_lagging_replica() {
     assert_ne!(report["verdict"], "diverged", "{s}");
 }
 
-#[test]
-fn cnpg_replica_left_on_the_old_timeline_after_a_failover_needs_a_restart() {
+/// The primary pg-1 dies; pg-2 is promoted (timeline 2) and written to (1000 more rows of `t`).
+/// pg-3 still points at the dead primary and stays on timeline 1, at the switch point: it holds
+/// nothing past the fork, so restarted (CNPG points it at the new primary) it follows timeline
+/// 2. CNPG removed pg-1 (no pod, no PVC). Returns (the stopped pg-1, pg-2, pg-3).
+pub(crate) fn failover_leaving_a_replica_behind() -> (Postgres, Postgres, Postgres) {
     let mut p = Postgres::start();
     let r2 = p.start_replica_named("pg-2");
     let r3 = p.start_replica_named("pg-3");
@@ -291,10 +294,6 @@ fn cnpg_replica_left_on_the_old_timeline_after_a_failover_needs_a_restart() {
     );
     p.wait_replica_caught_up(&r2);
     p.wait_replica_caught_up(&r3);
-    // The primary dies; pg-2 is promoted (timeline 2) and written to. pg-3 still points at the
-    // dead primary and stays on timeline 1, at the switch point: it holds nothing past the fork,
-    // so restarted (CNPG points it at the new primary) it follows timeline 2. CNPG removed pg-1
-    // (no pod, no PVC).
     r3.psql("postgres", "SELECT pg_wal_replay_pause()");
     p.stop();
     r2.promote();
@@ -303,6 +302,12 @@ fn cnpg_replica_left_on_the_old_timeline_after_a_failover_needs_a_restart() {
         "INSERT INTO t SELECT g FROM generate_series(1, 1000) g",
     );
     r2.psql("postgres", "CHECKPOINT");
+    (p, r2, r3)
+}
+
+#[test]
+fn cnpg_replica_left_on_the_old_timeline_after_a_failover_needs_a_restart() {
+    let (_p, r2, r3) = failover_leaving_a_replica_behind();
     let (sim, dir) = cnpg_sim("pg-2", &[("pg-2", &r2), ("pg-3", &r3)]);
 
     let (report, _) = triage(&sim, dir.path(), "cnpg", "pg");

@@ -556,6 +556,27 @@ pub struct VerifyArgs {
         env = "HASTEWARD_ASSERT_DATABASE"
     )]
     pub assert_database: Option<String>,
+    /// Restore drill in the cluster: the throwaway server is a temporary pod (the database's
+    /// image, deadline, owner reference; deleted afterwards) in the namespace (-n). PostgreSQL.
+    #[arg(long, requires = "restore_test", env = "HASTEWARD_IN_CLUSTER")]
+    pub in_cluster: bool,
+    /// Restore drill in the cluster: the image (default: the CNPG cluster's `spec.imageName`).
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        requires = "in_cluster",
+        env = "HASTEWARD_DRILL_IMAGE"
+    )]
+    pub drill_image: Option<String>,
+    /// Restore drill in the cluster: the uid the server runs as (default: 26 for CNPG images,
+    /// else 999, the official image's `postgres`).
+    #[arg(
+        long,
+        value_name = "UID",
+        requires = "in_cluster",
+        env = "HASTEWARD_DRILL_UID"
+    )]
+    pub drill_uid: Option<u32>,
 }
 
 /// `demo`.

@@ -586,7 +586,7 @@ async fn verify(
     let (labels, _db) = selected_labels(&a.set, a.database.as_deref())?;
     let restic = open_repo(cli, &a.repo).await?;
     if a.restore_test {
-        return restore_drill(&restic, a, &labels, rep, cancel).await;
+        return restore_drill(cli, &restic, a, &labels, rep, cancel).await;
     }
     let result = rep
         .step(
@@ -609,7 +609,60 @@ async fn verify(
 }
 
 /// `verify --restore-test`.
+/// The drill pod for `verify --restore-test --in-cluster`: in the backup set's namespace, with
+/// the CNPG cluster's image (and an owner reference to it) unless `--drill-image` says otherwise.
+async fn drill_pod_spec(
+    cli: &Cli,
+    a: &VerifyArgs,
+    labels: &SnapshotLabels,
+) -> Result<
+    (
+        hasteward_k8s::Kube,
+        hasteward_engines::drillpod::DrillPodSpec,
+    ),
+    Error,
+> {
+    let db_type = labels.db_type.unwrap_or(DbType::Postgres);
+    let kube = crate::targets::kube(cli).await?;
+    let (image, owner) = match (&a.drill_image, a.set.engine) {
+        (Some(image), _) => (image.clone(), None),
+        (None, EngineArg::Cnpg) => {
+            let cluster = kube
+                .cnpg_cluster(&labels.namespace, &labels.cluster)
+                .await?;
+            let image = cluster.image_name.clone().ok_or_else(|| {
+                usage(format!(
+                    "CNPG cluster {}/{} has no spec.imageName: pass --drill-image",
+                    labels.namespace, labels.cluster
+                ))
+            })?;
+            (image, cluster.owner_reference())
+        }
+        (None, _) => return Err(usage(
+            "an in-cluster drill needs the database's image: pass --drill-image (e.g. postgres:15)",
+        )),
+    };
+    let uid = i64::from(a.drill_uid.unwrap_or(match a.set.engine {
+        EngineArg::Cnpg => 26,
+        _ => 999,
+    }));
+    Ok((
+        kube,
+        hasteward_engines::drillpod::DrillPodSpec {
+            namespace: labels.namespace.clone(),
+            name_prefix: format!("{}-drill", labels.cluster),
+            image,
+            db_type,
+            run_as: (uid, uid),
+            owner,
+            deadline: Duration::from_secs(3600),
+            start_timeout: Duration::from_secs(180),
+        },
+    ))
+}
+
 async fn restore_drill(
+    cli: &Cli,
     restic: &Restic,
     a: &VerifyArgs,
     labels: &SnapshotLabels,
@@ -625,18 +678,23 @@ async fn restore_drill(
         assertions: a.assert_sql.clone(),
         assert_database: a.assert_database.clone(),
     };
-    let drilled = rep
-        .step(
+    let selector = SnapshotSelector::parse(&a.snapshot);
+    let drilled = if a.in_cluster {
+        let (kube, spec) = drill_pod_spec(cli, a, labels).await?;
+        rep.step(
             "restore-drill",
-            hasteward_engines::drill::restore_drill(
-                restic,
-                labels,
-                &SnapshotSelector::parse(&a.snapshot),
-                &settings,
-                &options,
+            hasteward_engines::drill::restore_drill_in_pod(
+                &kube, &spec, restic, labels, &selector, &settings, &options,
             ),
         )
-        .await;
+        .await
+    } else {
+        rep.step(
+            "restore-drill",
+            hasteward_engines::drill::restore_drill(restic, labels, &selector, &settings, &options),
+        )
+        .await
+    };
     let result = match drilled {
         Ok(r) => r,
         Err(Error::DrillFailed { message, result }) => {

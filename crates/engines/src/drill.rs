@@ -1,18 +1,37 @@
-//! Restore drills: a snapshot restored into a throwaway local server ([`crate::scratch`]) and
-//! checked, so a backup is known to restore before the day it must. The restore goes through the
+//! Restore drills: a snapshot restored into a throwaway server (a local one,
+//! [`crate::scratch`], or a temporary pod in the cluster, [`crate::drillpod`]) and checked, so a backup is known to restore before the day it must. The restore goes through the
 //! same gated stream as a real one (checksum compared before the client sees end of stream); then
 //! every database the dump holds must exist with at least one table and one row, and every
 //! user assertion must return true. The restore's duration is the drill's recovery time.
 
+use std::future::Future;
 use std::time::Instant;
 
 use hasteward_model::{DbType, SnapshotLabels};
 use hasteward_restic::Restic;
 use serde::Serialize;
 
+use crate::drillpod::{DrillPod, DrillPodSpec};
 use crate::flows::{self, RestoreOptions, SnapshotSelector, StreamSettings};
 use crate::scratch::ScratchServer;
+use crate::target::Target;
 use crate::{Error, Result};
+
+/// A throwaway server a drill restores into and queries.
+pub trait DrillServer: Sync {
+    /// Runs one query (in `database`, or the default one); its rows as tab-separated text.
+    fn query(
+        &self,
+        database: Option<&str>,
+        sql: &str,
+    ) -> impl Future<Output = Result<String>> + Send;
+}
+
+impl DrillServer for ScratchServer {
+    async fn query(&self, database: Option<&str>, sql: &str) -> Result<String> {
+        ScratchServer::query(self, database, sql).await
+    }
+}
 
 /// What a drill checks beyond the built-in sanity checks.
 #[derive(Debug, Clone, Default)]
@@ -78,9 +97,52 @@ pub async fn restore_drill(
         Error::Usage("a restore drill needs the snapshot's database type (--db-type)".into())
     })?;
     let server = ScratchServer::start(db_type).await?;
-    let outcome = drill(&server, restic, labels, selector, settings, options).await;
+    let outcome = match server
+        .target()
+        .and_then(|t| crate::standalone::HostEndpoint::prepare(&t))
+    {
+        Ok(target) => {
+            drill(
+                &server, &target, restic, labels, selector, settings, options,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
     server.stop().await;
-    let result = outcome?;
+    verdict(outcome?)
+}
+
+/// [`restore_drill`] into a temporary pod running the database's image (`spec`), deleted on
+/// every path.
+pub async fn restore_drill_in_pod(
+    kube: &hasteward_k8s::Kube,
+    spec: &DrillPodSpec,
+    restic: &Restic,
+    labels: &SnapshotLabels,
+    selector: &SnapshotSelector,
+    settings: &StreamSettings,
+    options: &DrillOptions,
+) -> Result<DrillResult> {
+    if labels.db_type != Some(spec.db_type) {
+        return Err(Error::Usage(format!(
+            "the drill pod runs {} but the snapshot's database type is {}",
+            spec.db_type,
+            labels
+                .db_type
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "unknown".into())
+        )));
+    }
+    let pod = DrillPod::start(kube, spec).await?;
+    let target = pod.target();
+    let outcome = drill(&pod, &target, restic, labels, selector, settings, options).await;
+    pod.stop().await;
+    verdict(outcome?)
+}
+
+/// A drill with problems is [`Error::DrillFailed`], carrying its findings.
+fn verdict(result: DrillResult) -> Result<DrillResult> {
     if result.problems.is_empty() {
         Ok(result)
     } else {
@@ -95,19 +157,19 @@ pub async fn restore_drill(
     }
 }
 
-async fn drill(
-    server: &ScratchServer,
+async fn drill<S: DrillServer, T: Target>(
+    server: &S,
+    target: &T,
     restic: &Restic,
     labels: &SnapshotLabels,
     selector: &SnapshotSelector,
     settings: &StreamSettings,
     options: &DrillOptions,
 ) -> Result<DrillResult> {
-    let target = crate::standalone::HostEndpoint::prepare(&server.target()?)?;
     let started = Instant::now();
     let restored = flows::restore(
         restic,
-        &target,
+        target,
         labels,
         selector,
         &RestoreOptions::default(),
@@ -176,7 +238,7 @@ fn db_type_of(labels: &SnapshotLabels) -> DbType {
 }
 
 /// Base tables and their exact total row count in `database`.
-async fn count(server: &ScratchServer, db: DbType, database: &str) -> Result<(u64, u64)> {
+async fn count<S: DrillServer>(server: &S, db: DbType, database: &str) -> Result<(u64, u64)> {
     let tables = match db {
         DbType::Postgres => {
             server

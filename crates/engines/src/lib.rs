@@ -6,6 +6,7 @@
 //! [`hasteward_exec::pump`].
 
 pub mod drill;
+pub mod drillpod;
 mod error;
 pub mod fenced;
 pub mod flows;

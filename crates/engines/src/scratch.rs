@@ -24,7 +24,9 @@ pub struct ScratchServer {
     port: u16,
     password: String,
     client: PathBuf,
-    server: Option<Proc>,
+    /// The server process (in a mutex only so the handle is `Sync`: queries run concurrently
+    /// with nothing that touches it).
+    server: std::sync::Mutex<Option<Proc>>,
 }
 
 impl std::fmt::Debug for ScratchServer {
@@ -199,7 +201,7 @@ impl ScratchServer {
             port,
             password,
             client,
-            server: Some(server),
+            server: std::sync::Mutex::new(Some(server)),
         };
         s.wait_ready().await?;
         Ok(s)
@@ -268,7 +270,7 @@ impl ScratchServer {
             port,
             password,
             client,
-            server: Some(server),
+            server: std::sync::Mutex::new(Some(server)),
         };
         s.wait_ready().await?;
         let _ = std::fs::remove_file(init);
@@ -373,7 +375,12 @@ impl ScratchServer {
 
     /// Stops the server and removes its directory.
     pub async fn stop(mut self) {
-        if let Some(mut server) = self.server.take() {
+        let server = self
+            .server
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut server) = server {
             let _ = server.signal(hasteward_exec::Signal::Terminate);
             let _ = tokio::time::timeout(Duration::from_secs(30), server.wait()).await;
         }

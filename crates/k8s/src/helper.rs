@@ -202,6 +202,16 @@ pub fn helper_pod(spec: &HelperSpec) -> Pod {
     }
 }
 
+/// The last `max` bytes of `text` (on a character boundary).
+fn tail(text: &str, max: usize) -> &str {
+    let text = text.trim_end();
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
 fn finished(pod: &Pod) -> Option<String> {
     let phase = pod.status.as_ref()?.phase.clone()?;
     matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
@@ -298,6 +308,71 @@ impl Kube {
             exit_code: exit_code(&pod),
             log,
         })
+    }
+
+    /// Creates a long-running helper (a throwaway server) and waits (watching) until its
+    /// container runs. A helper that ends, disappears or does not start within `timeout` is an
+    /// error, and is deleted before returning it.
+    pub async fn start_helper_pod(&self, pod: &Pod, timeout: Duration) -> Result<()> {
+        self.create_helper_pod(pod).await?;
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let fail = |reason: String| Error::PodNotReady {
+            namespace: namespace.clone(),
+            pod: name.clone(),
+            reason,
+        };
+        let running = |pod: Option<&Pod>| match pod {
+            None => Some(Err(fail("the helper pod disappeared before it ran".into()))),
+            Some(p) if finished(p).is_some() => Some(Err(fail(format!(
+                "the helper pod ended ({}) before it was used",
+                finished(p).unwrap_or_default()
+            )))),
+            Some(p) if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") => {
+                Some(Ok(()))
+            }
+            Some(_) => None,
+        };
+        let outcome = watch_pod(&api, &name, timeout, running)
+            .await
+            .unwrap_or_else(|| Err(fail(format!("the helper did not start within {timeout:?}"))));
+        if outcome.is_err() {
+            let log = api
+                .logs(&name, &LogParams::default())
+                .await
+                .unwrap_or_default();
+            let _ = self.delete_helper_pod(&namespace, &name).await;
+            if !log.trim().is_empty() {
+                return Err(fail(format!(
+                    "{}; its log ends: {}",
+                    outcome.err().map(|e| e.to_string()).unwrap_or_default(),
+                    tail(&log, 600)
+                )));
+            }
+        }
+        outcome
+    }
+
+    /// Deletes a helper pod; one already gone is not an error.
+    pub async fn delete_helper_pod(&self, namespace: &str, name: &str) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let target = Target {
+            kind: "helper pod",
+            namespace,
+            name,
+        };
+        match self
+            .call(
+                "delete helper pod",
+                target,
+                api.delete(name, &DeleteParams::background()),
+            )
+            .await
+        {
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn wait_finished(&self, api: &Api<Pod>, name: &str, timeout: Duration) -> Result<Pod> {
