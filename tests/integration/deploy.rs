@@ -53,21 +53,23 @@ fn copies_stay_equal_to_their_sources() {
             "the chart's {kind} rules differ from rbac/hasteward-operator.yaml"
         );
     }
-    // The repair role: the last document of each (the chart's ends in its bindings' loop).
-    let repair_rules = |text: &str| {
-        let doc = text
-            .split("\n---\n")
-            .find(|d| d.contains("-repair\n") && d.contains("kind: ClusterRole\n"))
-            .expect("a repair ClusterRole");
-        let start = doc.find("rules:\n").expect("a rules block");
-        let end = doc.find("{{- range").unwrap_or(doc.len());
-        doc[start..end].trim_end().to_string()
-    };
-    assert_eq!(
-        repair_rules(&chart),
-        repair_rules(&source),
-        "the chart's repair rules differ from rbac/hasteward-operator.yaml"
-    );
+    // The repair and drill roles (the chart's end in their bindings' loops).
+    for role in ["repair", "drill"] {
+        let rules_of = |text: &str| {
+            let doc = text
+                .split("\n---\n")
+                .find(|d| d.contains(&format!("-{role}\n")) && d.contains("kind: ClusterRole\n"))
+                .unwrap_or_else(|| panic!("a {role} ClusterRole"));
+            let start = doc.find("rules:\n").expect("a rules block");
+            let end = doc[start..].find("{{-").map_or(doc.len(), |e| start + e);
+            doc[start..end].trim_end().to_string()
+        };
+        assert_eq!(
+            rules_of(&chart),
+            rules_of(&source),
+            "the chart's {role} rules differ from rbac/hasteward-operator.yaml"
+        );
+    }
 }
 
 #[test]
@@ -115,7 +117,8 @@ fn kustomize_renders_a_restricted_operator_install() {
         kinds,
         [
             "ClusterRole",
-            // The repair role: defined, bound only by deploy/operator/repair-binding.yaml.
+            // The repair and drill roles: defined, bound only by deploy/operator/*-binding.yaml.
+            "ClusterRole",
             "ClusterRole",
             "ClusterRoleBinding",
             "CustomResourceDefinition",
@@ -230,12 +233,15 @@ fn the_helm_chart_lints_and_renders_the_same_install() {
         "prometheusRule.enabled=true",
         "--set",
         "operator.repair.namespaces={db,shop}",
+        "--set",
+        "operator.drill.namespaces={db}",
     ]));
     let mut kinds: Vec<&str> = rendered.iter().filter_map(|o| o["kind"].as_str()).collect();
     kinds.sort();
     assert_eq!(
         kinds,
         [
+            "ClusterRole",
             "ClusterRole",
             "ClusterRole",
             "ClusterRoleBinding",
@@ -245,6 +251,7 @@ fn the_helm_chart_lints_and_renders_the_same_install() {
             "Deployment",
             "PrometheusRule",
             "Role",
+            "RoleBinding",
             "RoleBinding",
             "RoleBinding",
             "RoleBinding",
@@ -268,6 +275,11 @@ fn the_helm_chart_lints_and_renders_the_same_install() {
             "ClusterRole",
             "hasteward-operator-repair",
             format!("{sa}-repair"),
+        ),
+        (
+            "ClusterRole",
+            "hasteward-operator-drill",
+            format!("{sa}-drill"),
         ),
     ] {
         assert_eq!(

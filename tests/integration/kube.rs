@@ -688,6 +688,40 @@ fn failed_or_dropped_dumps_in_pods_leave_no_snapshot() {
     assert!(took < Duration::from_secs(60), "took {took:?}");
 }
 
+/// Makes the simulator run drill pods named `prefix*` for real: the pod's script starts a local
+/// PostgreSQL (`primary`'s binaries) as the pod's non-root user, in a directory under `work`
+/// standing in for the container's `/tmp/hasteward-drill`, and exec into the pod reaches it.
+pub(crate) fn serve_drill_pods(sim: &Simulator, primary: &Postgres, prefix: &str, work: &Path) {
+    let drill_dir = work.join("drill");
+    std::fs::create_dir(&drill_dir).unwrap();
+    if nix::unistd::Uid::effective().is_root() {
+        let status = std::process::Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&drill_dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let shims = postgres_user_shims(work, primary.bin_dir());
+    let mounts: std::collections::BTreeMap<String, PathBuf> =
+        [("/tmp/hasteward-drill".to_string(), drill_dir.clone())].into();
+    sim.set_pod_run(hasteward_kubesim::PodRun {
+        namespace: NS.into(),
+        name_prefix: Some(prefix.into()),
+        path_prepend: vec![shims],
+        mounts: mounts.clone(),
+        ..hasteward_kubesim::PodRun::default()
+    });
+    sim.set_exec(PodExec {
+        namespace: NS.into(),
+        pod: format!("{prefix}*"),
+        env: [("PGHOST".to_string(), drill_dir.display().to_string())].into(),
+        path_prepend: vec![primary.bin_dir().to_path_buf()],
+        mounts,
+        ..PodExec::default()
+    });
+}
+
 /// Shims that run a PostgreSQL server tool as the `postgres` OS user when the tests run as root
 /// (the drill pod runs as a non-root uid; initdb refuses root).
 fn postgres_user_shims(dir: &Path, bin: &Path) -> PathBuf {
@@ -731,37 +765,8 @@ fn an_in_cluster_restore_drill_runs_in_a_temporary_pod_with_the_clusters_image()
     let target = ["-e", "cnpg", "-c", "pg"];
     run_ok(&k.args("backup", &repo, &target));
 
-    // The drill pod runs for real: its script starts a local server as the pod's user, in a
-    // directory standing in for the container's /tmp/hasteward-drill.
     let work = tempfile::tempdir().unwrap();
-    let drill_dir = work.path().join("drill");
-    std::fs::create_dir(&drill_dir).unwrap();
-    if nix::unistd::Uid::effective().is_root() {
-        let status = std::process::Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(&drill_dir)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    let shims = postgres_user_shims(work.path(), primary.bin_dir());
-    let mounts: std::collections::BTreeMap<String, PathBuf> =
-        [("/tmp/hasteward-drill".to_string(), drill_dir.clone())].into();
-    k.sim.set_pod_run(hasteward_kubesim::PodRun {
-        namespace: NS.into(),
-        name_prefix: Some("pg-drill-".into()),
-        path_prepend: vec![shims],
-        mounts: mounts.clone(),
-        ..hasteward_kubesim::PodRun::default()
-    });
-    k.sim.set_exec(PodExec {
-        namespace: NS.into(),
-        pod: "pg-drill-*".into(),
-        env: [("PGHOST".to_string(), drill_dir.display().to_string())].into(),
-        path_prepend: vec![primary.bin_dir().to_path_buf()],
-        mounts,
-        ..PodExec::default()
-    });
+    serve_drill_pods(&k.sim, &primary, "pg-drill-", work.path());
     k.sim.clear_requests();
     let mut args = k.args("verify", &repo, &target);
     args.extend([

@@ -1472,6 +1472,103 @@ fn an_immutable_repository_gets_retention_only_with_its_maintenance_credential()
 }
 
 #[test]
+fn a_scheduled_restore_drill_restores_the_latest_backup_in_a_pod_and_reports_the_recovery_time() {
+    use crate::triage::{pg_exec, pod};
+    let pg = Postgres::start();
+    pg.psql("postgres", "CREATE DATABASE shop");
+    pg.psql(
+        "shop",
+        "CREATE TABLE orders AS SELECT g AS id FROM generate_series(1, 321) g",
+    );
+    let repo = Repo::new();
+    let db = json!({"apiVersion": API, "kind": "StandaloneDatabase",
+        "metadata": {"name": "pg", "namespace": NS},
+        "spec": {"dbType": "postgres", "target": {"pod": {"name": "pg-0"}},
+                 "schedule": {"backup": "0 2 * * *"}, "repositories": ["local"],
+                 "drill": {"schedule": "0 3 * * *", "assertDatabase": "shop",
+                           "assertSql": ["SELECT count(*) = 321 FROM orders"]}}});
+    let (sim, _dir, kubeconfig) = simulator_with_exec(
+        vec![
+            repo_password_secret(&repo),
+            repository("local", &repo),
+            pod("pg-0", "postgres", json!({"app": "pg"}), true),
+            db,
+        ],
+        vec![pg_exec("pg-0", &pg)],
+    );
+    let work = tempfile::tempdir().unwrap();
+    crate::kube::serve_drill_pods(&sim, &pg, "pg-drill-", work.path());
+    let rt = runtime();
+    let clock = Arc::new(ManualClock::new(at("2026-11-23T01:59:00Z")));
+    let op = start_replica(&rt, &kubeconfig, "op-a", clock.clone());
+    let status = || status_of(&sim, "standalonedatabases", Some(NS), "pg");
+    wait_for("the backup planned", Duration::from_secs(30), || {
+        status()["nextBackup"] == "2026-11-23T02:00:00Z"
+    });
+    clock.set(at("2026-11-23T02:00:00Z"));
+    wait_for("the backup", Duration::from_secs(120), || {
+        status()["lastBackupResult"] == "success"
+    });
+    // 03:00: the drill restores that backup into a temporary pod and checks it.
+    clock.set(at("2026-11-23T03:00:00Z"));
+    wait_for("the drill", Duration::from_secs(180), || {
+        status()["lastDrillResult"].is_string()
+    });
+    let s = status();
+    assert_eq!(
+        s["lastDrillResult"],
+        "success",
+        "{s}\n{:?}",
+        events(&sim, "pg", "DrillFailed")
+    );
+    assert!(s["lastDrillRestoreSeconds"].as_f64().unwrap() > 0.0, "{s}");
+    let done = events(&sim, "pg", "DrillSucceeded");
+    assert_eq!(done.len(), 1);
+    assert!(
+        done[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("1 assertion(s) held"),
+        "{}",
+        done[0]["note"]
+    );
+    let labels = "cluster=\"pg\",engine=\"standalone\",namespace=\"db\"";
+    assert_eq!(
+        metric(
+            op.addr,
+            &format!("hasteward_drill_total{{{labels},status=\"success\"}}")
+        ),
+        Some(1.0)
+    );
+    assert!(metric(
+        op.addr,
+        &format!("hasteward_drill_restore_seconds{{{labels}}}")
+    )
+    .is_some_and(|s| s > 0.0));
+    // The drill pod: the database pod's image, created once and gone.
+    let created: Vec<Value> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+        .filter_map(|r| serde_json::from_str(r.body.as_deref()?).ok())
+        .collect();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["spec"]["containers"][0]["image"], "test");
+    let name = created[0]["metadata"]["name"].as_str().unwrap();
+    assert!(sim.get("v1", "pods", Some(NS), name).is_none());
+    op.stop(&rt);
+    crate::kube::assert_rules_allow(
+        "rbac/hasteward-operator.yaml",
+        &[
+            "hasteward-operator",
+            "hasteward-operator-leader",
+            "hasteward-operator-drill",
+        ],
+        &sim.requests(),
+    );
+}
+
+#[test]
 fn a_scheduled_sync_copies_into_a_repository_with_its_own_password_once() {
     let pg = Postgres::start();
     let local = Repo::new();

@@ -47,6 +47,10 @@ pub const LAST_TRIAGE: &str = "clinic.hasteward.prplanit.com/last-triage";
 pub const LAST_TRIAGE_RESULT: &str = "clinic.hasteward.prplanit.com/last-triage-result";
 /// Written: when the last repair ended.
 pub const LAST_REPAIR: &str = "clinic.hasteward.prplanit.com/last-repair";
+/// Written: when the last restore drill ended (new).
+pub const LAST_DRILL: &str = "clinic.hasteward.prplanit.com/last-drill";
+/// Written: `success` or `failure` of the last restore drill (new).
+pub const LAST_DRILL_RESULT: &str = "clinic.hasteward.prplanit.com/last-drill-result";
 /// Written: `success` (healthy afterwards), `failure` or `refused` of the last unattended repair
 /// (new).
 pub const LAST_REPAIR_RESULT: &str = "clinic.hasteward.prplanit.com/last-repair-result";

@@ -121,3 +121,31 @@ pub struct Condition {
 pub const CONDITION_READY: &str = "Ready";
 /// Condition type: the last scheduled backup succeeded.
 pub const CONDITION_LAST_BACKUP: &str = "LastBackupSucceeded";
+
+/// A scheduled restore drill: the database's latest backup in its first repository restored
+/// into a temporary pod running the database's image, then checked (every database has tables
+/// and rows, every assertion holds). PostgreSQL.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillSpec {
+    /// 5-field cron.
+    #[schemars(regex(pattern = r"^\s*(@[a-z]+|\S+(\s+\S+){4,5})\s*$"))]
+    pub schedule: String,
+    /// IANA timezone of the schedule (default: the policy's, else UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// SQL that must return true in the restored copy, e.g. `SELECT count(*) > 0 FROM orders`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assert_sql: Vec<String>,
+    /// The database the assertions run in (default: the first restored one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assert_database: Option<String>,
+    /// The drill pod's image (default: a CNPG cluster's `spec.imageName`, a pod target's own
+    /// image; required for a host target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The uid the drill server runs as (default: 26 for CNPG, else 999).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2147483647))]
+    pub run_as_user: Option<u32>,
+}

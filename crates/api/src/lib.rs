@@ -15,8 +15,8 @@ mod repository;
 mod standalone;
 
 pub use common::{
-    Condition, ConditionStatus, Retention, SecretKeyRef, SecretRef, CONDITION_LAST_BACKUP,
-    CONDITION_READY,
+    Condition, ConditionStatus, DrillSpec, Retention, SecretKeyRef, SecretRef,
+    CONDITION_LAST_BACKUP, CONDITION_READY,
 };
 pub use crds::{all_crds, crds_yaml};
 pub use policy::{BackupPolicy, BackupPolicySpec, BackupPolicyStatus, PolicyMode};

@@ -6,7 +6,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Condition, Retention};
+use crate::common::{Condition, DrillSpec, Retention};
 
 /// What the operator does on a database's triage schedule.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -87,6 +87,9 @@ pub struct BackupPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 604800))]
     pub delete_timeout: Option<u32>,
+    /// Scheduled restore drills of every database using the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillSpec>,
 }
 
 /// What the operator found when it read the policy.

@@ -7,7 +7,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Condition, Retention};
+use crate::common::{Condition, DrillSpec, Retention};
 
 /// The database server's kind.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -154,6 +154,9 @@ pub struct StandaloneDatabaseSpec {
     /// Stop scheduling without deleting the resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
+    /// Scheduled restore drills (override the policy's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillSpec>,
 }
 
 /// What the operator last did for the database.
@@ -184,4 +187,13 @@ pub struct StandaloneDatabaseStatus {
     /// When the next backup is due (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_backup: Option<String>,
+    /// When the last restore drill ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<String>,
+    /// `success` or `failure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill_result: Option<String>,
+    /// The last successful drill's restore time (the recovery time), seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill_restore_seconds: Option<f64>,
 }

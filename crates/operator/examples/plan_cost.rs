@@ -52,8 +52,10 @@ fn main() {
                 retention: None,
                 repositories: vec![],
                 suspend: None,
+                drill: None,
             },
             last_backup: None,
+            last_drill: None,
         });
     }
     let now = chrono::Utc::now();

@@ -197,6 +197,7 @@ impl Caches {
                 generation: d.metadata.generation,
                 spec: d.spec.clone(),
                 last_backup: parse_time(d.status.as_ref().and_then(|s| s.last_backup.as_ref())),
+                last_drill: parse_time(d.status.as_ref().and_then(|s| s.last_drill.as_ref())),
             });
         }
         for (engine, store) in [

@@ -49,6 +49,8 @@ pub struct StandaloneInput {
     pub spec: StandaloneDatabaseSpec,
     /// `status.lastBackup`.
     pub last_backup: Option<DateTime<Utc>>,
+    /// `status.lastDrill`.
+    pub last_drill: Option<DateTime<Utc>>,
 }
 
 /// A CNPG `Cluster` or `MariaDB` as read (only its annotations matter).
@@ -121,6 +123,19 @@ pub struct TriageSettings {
     pub heal_timeout: Option<u32>,
 }
 
+/// A database's scheduled restore drill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillSettings {
+    /// When.
+    pub schedule: Schedule,
+    /// Fixed delay.
+    pub jitter: Duration,
+    /// The repository whose latest backup is restored (the database's first).
+    pub repository: String,
+    /// What to check and which image to run.
+    pub spec: hasteward_api::DrillSpec,
+}
+
 /// One database the operator knows about.
 #[derive(Debug, Clone)]
 pub struct DatabaseTarget {
@@ -138,6 +153,8 @@ pub struct DatabaseTarget {
     pub backup: Option<BackupSettings>,
     /// Triage, when scheduled (replicated clusters only).
     pub triage: Option<TriageSettings>,
+    /// Restore drills, when scheduled.
+    pub drill: Option<DrillSettings>,
     /// Why it is not (fully) scheduled: empty when all is well.
     pub problems: Vec<Problem>,
     /// Not scheduled on purpose (`suspend`, `mode: disabled`), with the reason.
@@ -146,6 +163,8 @@ pub struct DatabaseTarget {
     pub last_backup: Option<DateTime<Utc>>,
     /// When its last triage ended.
     pub last_triage: Option<DateTime<Utc>>,
+    /// When its last restore drill ended.
+    pub last_drill: Option<DateTime<Utc>>,
 }
 
 impl DatabaseTarget {
@@ -246,6 +265,21 @@ impl Desired {
                         PolicyMode::Repair => db.key(),
                         _ => format!("{}/triage", db.key()),
                     },
+                });
+            }
+        }
+        for db in &self.databases {
+            if let Some(d) = &db.drill {
+                jobs.push(JobSpec {
+                    key: JobKey {
+                        target: db.key(),
+                        kind: JobKind::Drill,
+                    },
+                    schedule: d.schedule.clone(),
+                    jitter: d.jitter,
+                    last_run: db.last_drill,
+                    // A drill reads the repository and runs in a pod of its own: beside backups.
+                    group: format!("{}/drill", db.key()),
                 });
             }
         }
@@ -389,6 +423,12 @@ fn policy_verdict(
             }
         }
     }
+    if let Some(d) = &spec.drill {
+        let tz = d.timezone.as_deref().or(spec.timezone.as_deref());
+        if let Err(e) = Schedule::parse(&d.schedule, tz) {
+            problems.push(problem("InvalidSchedule", format!("drill.schedule: {e}")));
+        }
+    }
     for repo in &spec.repositories {
         if !repositories.contains_key(repo) {
             problems.push(missing_repository(repo));
@@ -484,10 +524,12 @@ fn resolve_standalone(db: &StandaloneInput, inputs: &Inputs) -> DatabaseTarget {
         standalone: Some(db.spec.clone()),
         backup: None,
         triage: None,
+        drill: None,
         problems: Vec::new(),
         idle: None,
         last_backup: db.last_backup,
         last_triage: None,
+        last_drill: db.last_drill,
     };
     let t = &db.spec.target;
     let kinds = [t.host.is_some(), t.pod.is_some(), t.stateful_set.is_some()]
@@ -557,11 +599,71 @@ fn resolve_standalone(db: &StandaloneInput, inputs: &Inputs) -> DatabaseTarget {
             .clone()
             .or_else(|| policy.and_then(|p| p.retention.clone())),
     };
+    let repositories = effective.repositories.clone();
     let backup = backup_settings(effective, inputs, &mut target.problems);
+    let drill = db
+        .spec
+        .drill
+        .as_ref()
+        .or(policy.and_then(|p| p.drill.as_ref()));
+    let drill = drill.and_then(|d| {
+        if db.spec.db_type != hasteward_api::StandaloneDbType::Postgres {
+            target.problems.push(problem(
+                "InvalidDrill",
+                "scheduled restore drills run PostgreSQL only for now: remove `drill` (or run `hasteward verify --restore-test` locally)",
+            ));
+            return None;
+        }
+        if db.spec.target.host.is_some() && d.image.is_none() {
+            target.problems.push(problem(
+                "InvalidDrill",
+                "a host target has no image to run the drill with: set drill.image (e.g. postgres:15)",
+            ));
+            return None;
+        }
+        drill_settings(
+            &target.key(),
+            d,
+            policy.and_then(|p| p.timezone.as_deref()),
+            policy.and_then(|p| p.jitter_seconds).unwrap_or(0),
+            &repositories,
+            &mut target.problems,
+        )
+    });
     if target.problems.is_empty() {
         target.backup = backup;
+        target.drill = drill;
     }
     target
+}
+
+fn drill_settings(
+    key: &str,
+    d: &hasteward_api::DrillSpec,
+    policy_timezone: Option<&str>,
+    jitter_seconds: u32,
+    repositories: &[String],
+    problems: &mut Vec<Problem>,
+) -> Option<DrillSettings> {
+    let Some(repository) = repositories.first() else {
+        problems.push(problem(
+            "NoRepository",
+            "a restore drill restores the latest backup of the first repository, and there is none",
+        ));
+        return None;
+    };
+    match Schedule::parse(&d.schedule, d.timezone.as_deref().or(policy_timezone)) {
+        Ok(schedule) => Some(DrillSettings {
+            schedule,
+            jitter: jitter(&format!("{key}/drill"), jitter_seconds),
+            repository: repository.clone(),
+            spec: d.clone(),
+        }),
+        Err(e) => {
+            problems.push(problem("InvalidSchedule", format!("drill.schedule: {e}")));
+            None
+        }
+    }
 }
 
 fn resolve_annotated(obj: &AnnotatedInput, inputs: &Inputs) -> Option<DatabaseTarget> {
@@ -578,10 +680,12 @@ fn resolve_annotated(obj: &AnnotatedInput, inputs: &Inputs) -> Option<DatabaseTa
         standalone: None,
         backup: None,
         triage: None,
+        drill: None,
         problems: Vec::new(),
         idle: None,
         last_backup: parse_annotation_time(a.get(annotations::LAST_BACKUP)),
         last_triage: parse_annotation_time(a.get(annotations::LAST_TRIAGE)),
+        last_drill: parse_annotation_time(a.get(annotations::LAST_DRILL)),
     };
     let Some(policy) = inputs.policies.get(policy_name) else {
         target.problems.push(problem(
@@ -659,6 +763,7 @@ fn resolve_annotated(obj: &AnnotatedInput, inputs: &Inputs) -> Option<DatabaseTa
     };
     let key = target.key();
     let has_backup_schedule = effective.schedule.is_some();
+    let drill_repositories = effective.repositories.clone();
     let heal_timeout = match a.get(annotations::HEAL_TIMEOUT) {
         None => None,
         Some(v) => match v.trim().parse::<u32>() {
@@ -706,9 +811,27 @@ fn resolve_annotated(obj: &AnnotatedInput, inputs: &Inputs) -> Option<DatabaseTa
             "neither a backup nor a triage schedule: set them in the policy or the annotations",
         ));
     }
+    let drill = policy.drill.as_ref().and_then(|d| {
+        if obj.engine != TargetEngine::Cnpg {
+            target.problems.push(problem(
+                "InvalidDrill",
+                "scheduled restore drills run PostgreSQL (CNPG) only for now: remove `drill` from the policy for MariaDB clusters",
+            ));
+            return None;
+        }
+        drill_settings(
+            &key,
+            d,
+            policy.timezone.as_deref(),
+            policy.jitter_seconds.unwrap_or(0),
+            &drill_repositories,
+            &mut target.problems,
+        )
+    });
     if target.problems.is_empty() {
         target.backup = backup;
         target.triage = triage;
+        target.drill = drill;
     }
     Some(target)
 }
@@ -767,8 +890,10 @@ mod tests {
                 retention: None,
                 repositories: vec![],
                 suspend: None,
+                drill: None,
             },
             last_backup: None,
+            last_drill: None,
         }
     }
 
@@ -1054,5 +1179,55 @@ mod tests {
         assert!(by_name["good"].check.is_some());
         assert_eq!(by_name["bad"].problems[0].reason, "InvalidCheck");
         assert_eq!(d.jobs().len(), 1);
+    }
+
+    #[test]
+    fn drills_are_scheduled_from_the_policy_into_the_first_repository_or_refused_clearly() {
+        let mut i = inputs();
+        i.repositories.insert("offsite".into(), (repo(), None));
+        let p = i.policies.get_mut("nightly").unwrap();
+        p.repositories = vec!["local".into(), "offsite".into()];
+        p.drill = Some(hasteward_api::DrillSpec {
+            schedule: "0 5 * * 0".into(),
+            ..Default::default()
+        });
+        i.standalone.push(sdb("a", Some("nightly")));
+        let mut maria = sdb("m", Some("nightly"));
+        maria.spec.db_type = StandaloneDbType::Mariadb;
+        i.standalone.push(maria);
+        let mut host = sdb("h", Some("nightly"));
+        host.spec.target = TargetSpec {
+            host: Some(hasteward_api::HostTargetSpec {
+                address: "db.example".into(),
+                ..Default::default()
+            }),
+            ..TargetSpec::default()
+        };
+        i.standalone.push(host);
+        let d = resolve(&i);
+        let a = &d.databases[0];
+        let drill = a.drill.as_ref().expect("scheduled");
+        assert_eq!(drill.repository, "local");
+        assert!(d.jobs().iter().any(|j| j.key.kind == JobKind::Drill
+            && j.key.target == a.key()
+            && j.group == format!("{}/drill", a.key())));
+        let reason = |n: usize| d.databases[n].problems.first().map(|p| p.reason);
+        assert_eq!(reason(1), Some("InvalidDrill"), "MariaDB: PostgreSQL only");
+        assert_eq!(
+            reason(2),
+            Some("InvalidDrill"),
+            "a host target needs drill.image"
+        );
+        assert!(d.databases[1].drill.is_none() && d.databases[1].backup.is_none());
+        // An invalid drill schedule is the policy's problem too.
+        i.policies.get_mut("nightly").unwrap().drill = Some(hasteward_api::DrillSpec {
+            schedule: "weekly-ish".into(),
+            ..Default::default()
+        });
+        let d = resolve(&i);
+        assert!(d.policies["nightly"]
+            .problems
+            .iter()
+            .any(|p| p.message.starts_with("drill.schedule")));
     }
 }

@@ -32,6 +32,12 @@ pub struct Metrics {
     pub repair_total: CounterVec,
     /// Unix time of the last repair.
     pub repair_last: GaugeVec,
+    /// Restore drills by outcome.
+    pub drill_total: CounterVec,
+    /// Unix time of the last successful restore drill.
+    pub drill_last_success: GaugeVec,
+    /// The last successful drill's restore time (the recovery time), seconds.
+    pub drill_restore_seconds: GaugeVec,
     /// Snapshots in a repository.
     pub repository_snapshots: GaugeVec,
     /// Restored size of all snapshots.
@@ -192,6 +198,24 @@ impl Metrics {
                 "Unix time of the last repair",
                 DB,
             ),
+            drill_total: counter(
+                &r,
+                "hasteward_drill_total",
+                "Restore drills by outcome",
+                &["engine", "cluster", "namespace", "status"],
+            ),
+            drill_last_success: gauge(
+                &r,
+                "hasteward_drill_last_success_timestamp",
+                "Unix time of the last successful restore drill",
+                DB,
+            ),
+            drill_restore_seconds: gauge(
+                &r,
+                "hasteward_drill_restore_seconds",
+                "Restore time of the last successful drill (the recovery time)",
+                DB,
+            ),
             repository_snapshots: gauge(
                 &r,
                 "hasteward_repository_snapshots",
@@ -289,6 +313,8 @@ impl Metrics {
             &self.triage_total_instances,
             &self.triage_result,
             &self.repair_last,
+            &self.drill_last_success,
+            &self.drill_restore_seconds,
             &self.repository_snapshots,
             &self.repository_total_size,
             &self.repository_dedup_size,

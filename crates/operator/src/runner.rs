@@ -25,7 +25,8 @@ use hasteward_model::{DbType, Engine, SnapshotKind, SnapshotLabels};
 use hasteward_restic::{Credentials, Restic, SnapshotFilter};
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
-use crate::config::{BackupSettings, DatabaseTarget, TargetEngine};
+use crate::config::{BackupSettings, DatabaseTarget, DrillSettings, TargetEngine};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 /// One fair read-write lock per repository name: backups read, retention and checks write.
 #[derive(Debug, Default)]
@@ -690,4 +691,128 @@ pub async fn sync(
     }
     outcome.ended = Utc::now();
     outcome
+}
+
+/// The outcome of a scheduled restore drill.
+#[derive(Debug)]
+pub struct DrillOutcome {
+    /// When it ended.
+    pub ended: DateTime<Utc>,
+    /// The drill's findings, or why it could not run (a failed check is
+    /// [`Error::DrillFailed`], carrying the findings).
+    pub result: Result<hasteward_engines::drill::DrillResult, Error>,
+}
+
+/// The image a target's drill pod runs, and the owner it gets: `drill.image` when set, else a
+/// CNPG cluster's `spec.imageName` (owned by the cluster), else a pod target's own image.
+async fn drill_image(
+    env: &RunEnv,
+    target: &DatabaseTarget,
+    settings: &DrillSettings,
+) -> Result<(String, Option<OwnerReference>), Error> {
+    let owner = match target.engine {
+        TargetEngine::Cnpg => env
+            .kube
+            .cnpg_cluster(&target.namespace, &target.name)
+            .await
+            .ok()
+            .and_then(|c| c.owner_reference().map(|o| (c.image_name, o))),
+        _ => None,
+    };
+    if let Some(image) = &settings.spec.image {
+        return Ok((image.clone(), owner.map(|(_, o)| o)));
+    }
+    if let Some((Some(image), o)) = owner {
+        return Ok((image, Some(o)));
+    }
+    let pod_target = target.standalone.as_ref().and_then(|s| {
+        s.target
+            .pod
+            .as_ref()
+            .map(|p| (p.name.clone(), p.container.clone()))
+            .or_else(|| {
+                s.target
+                    .stateful_set
+                    .as_ref()
+                    .map(|p| (format!("{}-0", p.name), p.container.clone()))
+            })
+    });
+    let Some((pod, container)) = pod_target else {
+        return Err(Error::Usage(format!(
+            "{}: no image for the drill pod: set drill.image",
+            target.key()
+        )));
+    };
+    let found = env.kube.pod(&target.namespace, &pod).await?;
+    found
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .find(|c| container.as_ref().is_none_or(|want| c.name == *want))
+        .and_then(|c| c.image.clone())
+        .map(|image| (image, None))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "{}: pod {pod} names no image for the drill: set drill.image",
+                target.key()
+            ))
+        })
+}
+
+/// Restores `target`'s latest backup from `repository` into a temporary pod and checks it.
+pub async fn drill(
+    env: &RunEnv,
+    target: &DatabaseTarget,
+    settings: &DrillSettings,
+    repository: (&str, &BackupRepositorySpec),
+    cancel: &CancellationToken,
+) -> DrillOutcome {
+    let result = async {
+        let files = SecretFiles::new()?;
+        let restic = open_repository(env, repository.0, repository.1, &files).await?;
+        let (image, owner) = drill_image(env, target, settings).await?;
+        let uid = i64::from(settings.spec.run_as_user.unwrap_or(match target.engine {
+            TargetEngine::Cnpg => 26,
+            _ => 999,
+        }));
+        let labels = labels(target);
+        let spec = hasteward_engines::drillpod::DrillPodSpec {
+            namespace: target.namespace.clone(),
+            name_prefix: format!("{}-drill", target.name),
+            image,
+            db_type: labels.db_type.unwrap_or(DbType::Postgres),
+            run_as: (uid, uid),
+            owner,
+            deadline: Duration::from_secs(3600),
+            start_timeout: Duration::from_secs(180),
+        };
+        let stream = StreamSettings {
+            stall_timeout: env.stall_timeout,
+            progress: None,
+            cancel: cancel.clone(),
+        };
+        let options = hasteward_engines::drill::DrillOptions {
+            assertions: settings.spec.assert_sql.clone(),
+            assert_database: settings.spec.assert_database.clone(),
+        };
+        // A drill reads the repository like a backup: it shares it.
+        let Some(_shared) = env.queue.shared(repository.0, cancel).await else {
+            return Err(cancelled_waiting(repository.0));
+        };
+        hasteward_engines::drill::restore_drill_in_pod(
+            &env.kube,
+            &spec,
+            &restic,
+            &labels,
+            &hasteward_engines::flows::SnapshotSelector::parse("latest"),
+            &stream,
+            &options,
+        )
+        .await
+    }
+    .await;
+    DrillOutcome {
+        ended: Utc::now(),
+        result,
+    }
 }

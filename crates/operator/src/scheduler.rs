@@ -28,6 +28,8 @@ pub enum JobKind {
     Triage,
     /// `restic copy` from one repository into another (target `sync/FROM/TO`).
     Sync,
+    /// A restore drill of the target's latest backup in a temporary pod.
+    Drill,
 }
 
 /// One schedulable job: a kind of work on a target (`standalone/db/pg`, `repository/offsite`).
@@ -46,6 +48,7 @@ impl std::fmt::Display for JobKey {
             JobKind::Check => "check",
             JobKind::Triage => "triage",
             JobKind::Sync => "sync",
+            JobKind::Drill => "drill",
         };
         write!(f, "{kind} {}", self.target)
     }

@@ -33,7 +33,9 @@ use crate::http::{self, Health};
 use crate::metrics::Metrics;
 use crate::notify::{transition, Delivery, Notice, Notifier};
 use crate::repair::{self, RepairOutcome, RepairResult};
-use crate::runner::{self, BackupOutcome, CheckOutcome, RunEnv, SyncOutcome, TriageOutcome};
+use crate::runner::{
+    self, BackupOutcome, CheckOutcome, DrillOutcome, RunEnv, SyncOutcome, TriageOutcome,
+};
 use crate::scheduler::{JobKey, JobKind, Scheduler};
 use crate::status::{self, condition, condition_differs, rfc3339, with_condition, Writer};
 
@@ -92,6 +94,10 @@ enum Report {
         from: String,
         to: String,
         outcome: SyncOutcome,
+    },
+    Drill {
+        target: Box<DatabaseTarget>,
+        outcome: DrillOutcome,
     },
 }
 
@@ -972,6 +978,27 @@ fn spawn_run(
             });
             Some(handle.id())
         }
+        JobKind::Drill => {
+            let target = find_target(desired, &key).cloned()?;
+            let settings = target.drill.clone()?;
+            let repository = repos.get(&settings.repository).cloned()?;
+            tracing::info!("{key}: starting");
+            let handle = runs.spawn(async move {
+                let outcome = runner::drill(
+                    &env,
+                    &target,
+                    &settings,
+                    (&settings.repository, &repository),
+                    &cancel,
+                )
+                .await;
+                Report::Drill {
+                    target: Box::new(target),
+                    outcome,
+                }
+            });
+            Some(handle.id())
+        }
         JobKind::Triage => {
             let target = find_target(desired, &key).cloned()?;
             tracing::info!("{key}: starting");
@@ -1038,6 +1065,7 @@ async fn record(ctx: &Ctx, report: Report, memory: &mut Memory) {
             }
         }
         Report::Sync { from, to, outcome } => record_sync(ctx, &from, &to, &outcome, memory).await,
+        Report::Drill { target, outcome } => record_drill(ctx, &target, &outcome, memory).await,
     }
 }
 
@@ -1248,6 +1276,111 @@ async fn record_triage(
         tracing::warn!("annotating {} failed: {e}", t.key());
     }
     tracing::info!("triage {}: {annotated}", t.key());
+}
+
+/// Writes a restore drill's outcome: metrics (the recovery time), status or annotations, an
+/// Event, and a notification on a change between passing and failing. A cancelled drill records
+/// nothing.
+async fn record_drill(ctx: &Ctx, t: &DatabaseTarget, outcome: &DrillOutcome, memory: &mut Memory) {
+    use hasteward_engines::Error as EngineError;
+    let key = t.key();
+    if let Err(e) = &outcome.result {
+        if is_cancelled(e) {
+            tracing::warn!("{key}: drill cancelled; not recorded: {e}");
+            return;
+        }
+    }
+    let m = &ctx.metrics;
+    let labels = [t.engine.as_str(), t.name.as_str(), t.namespace.as_str()];
+    let ok = outcome.result.is_ok();
+    let status = if ok { "success" } else { "failure" };
+    m.drill_total
+        .with_label_values(&[labels[0], labels[1], labels[2], status])
+        .inc();
+    let message = match &outcome.result {
+        Ok(r) => {
+            m.drill_last_success
+                .with_label_values(&labels)
+                .set(outcome.ended.timestamp() as f64);
+            m.drill_restore_seconds
+                .with_label_values(&labels)
+                .set(r.restore_seconds);
+            let rows: u64 = r.databases.iter().map(|d| d.rows).sum();
+            format!(
+                "snapshot {} restored in {:.1} s into a drill pod: {} database(s), {rows} rows, {} assertion(s) held",
+                &r.snapshot_id[..8.min(r.snapshot_id.len())],
+                r.restore_seconds,
+                r.databases.len(),
+                r.assertions.len()
+            )
+        }
+        Err(e) => {
+            m.failures_total
+                .with_label_values(&["drill", e.code()])
+                .inc();
+            match e {
+                EngineError::DrillFailed { message, .. } => message.clone(),
+                other => other.to_string(),
+            }
+        }
+    };
+    tracing::info!("{key}: drill {status}: {message}");
+    let reference = status::database_reference(t.engine, &t.namespace, &t.name, uid_of(ctx, t));
+    ctx.writer
+        .event(
+            &reference,
+            !ok,
+            if ok { "DrillSucceeded" } else { "DrillFailed" },
+            message.clone(),
+        )
+        .await;
+    let result_key = format!("{key}/drill");
+    let previous = memory.results.get(&result_key).cloned();
+    memory.results.insert(result_key, status.to_string());
+    if let Some(recovered) = transition(previous.as_deref(), ok) {
+        notify(
+            ctx,
+            Notice {
+                kind: if recovered {
+                    "drill.recovered"
+                } else {
+                    "drill.failed"
+                },
+                subject: key.clone(),
+                message: message.clone(),
+                time: outcome.ended,
+            },
+        );
+    }
+    let ended = rfc3339(outcome.ended);
+    match t.engine {
+        TargetEngine::Standalone => {
+            let mut patch = json!({"lastDrill": ended, "lastDrillResult": status});
+            if let Ok(r) = &outcome.result {
+                patch["lastDrillRestoreSeconds"] = json!(r.restore_seconds);
+            }
+            if let Err(e) = ctx
+                .writer
+                .standalone_status(&t.namespace, &t.name, patch)
+                .await
+            {
+                tracing::warn!("writing the drill status of {key} failed: {e}");
+            }
+        }
+        engine => {
+            let ann = json!({
+                annotations::LAST_DRILL: ended,
+                annotations::LAST_DRILL_RESULT: status,
+            });
+            if let Err(e) = ctx
+                .writer
+                .annotate(engine, &t.namespace, &t.name, ann)
+                .await
+            {
+                tracing::warn!("annotating {key} failed: {e}");
+            }
+        }
+    }
 }
 
 /// Writes an unattended repair's outcome: metrics, annotations, Events, notifications. Nothing
