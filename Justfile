@@ -12,6 +12,11 @@ test:
 bench:
     ./scripts/bench.sh
     ./scripts/bench-operator.sh
+    ./scripts/bench-repository.sh
+
+# Copy throughput and check time against plain restic (local and S3 on SeaweedFS).
+bench-repository:
+    ./scripts/bench-repository.sh
 
 # The operator's idle footprint with 1,000 registered targets (see docs/performance.md).
 bench-operator:

@@ -722,6 +722,52 @@ pub(crate) fn serve_drill_pods(sim: &Simulator, primary: &Postgres, prefix: &str
     });
 }
 
+/// [`serve_drill_pods`] for MariaDB: the pod's script installs and starts a local MariaDB as the
+/// `mysql` OS user; exec'd clients find its socket through the drill directory's `.my.cnf`
+/// (`HOME`), as in the pod.
+pub(crate) fn serve_mariadb_drill_pods(sim: &Simulator, prefix: &str, work: &Path) {
+    let drill_dir = work.join("drill");
+    std::fs::create_dir(&drill_dir).unwrap();
+    let root = nix::unistd::Uid::effective().is_root();
+    if root {
+        let status = std::process::Command::new("chown")
+            .args(["mysql:mysql"])
+            .arg(&drill_dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let mut shims = PathBuf::new();
+    for (tool, path) in [
+        ("mariadbd", "/usr/sbin/mariadbd"),
+        ("mariadb-install-db", "/usr/bin/mariadb-install-db"),
+    ] {
+        shims = shim(
+            work,
+            tool,
+            &format!(
+                "if [ \"$(id -u)\" = 0 ]; then exec runuser -u mysql -- {path} \"$@\"; fi\nexec {path} \"$@\""
+            ),
+        );
+    }
+    let mounts: std::collections::BTreeMap<String, PathBuf> =
+        [("/tmp/hasteward-drill".to_string(), drill_dir.clone())].into();
+    sim.set_pod_run(hasteward_kubesim::PodRun {
+        namespace: NS.into(),
+        name_prefix: Some(prefix.into()),
+        path_prepend: vec![shims],
+        mounts: mounts.clone(),
+        ..hasteward_kubesim::PodRun::default()
+    });
+    sim.set_exec(PodExec {
+        namespace: NS.into(),
+        pod: format!("{prefix}*"),
+        env: [("HOME".to_string(), drill_dir.display().to_string())].into(),
+        mounts,
+        ..PodExec::default()
+    });
+}
+
 /// Shims that run a PostgreSQL server tool as the `postgres` OS user when the tests run as root
 /// (the drill pod runs as a non-root uid; initdb refuses root).
 fn postgres_user_shims(dir: &Path, bin: &Path) -> PathBuf {
@@ -819,6 +865,75 @@ fn an_in_cluster_restore_drill_runs_in_a_temporary_pod_with_the_clusters_image()
     assert!(exec_pods(&requests)
         .iter()
         .all(|p| p.starts_with("pg-drill-")));
+    assert_role_allows("hasteward-drill", &requests);
+}
+
+#[test]
+fn an_in_cluster_mariadb_drill_runs_the_given_image_in_a_temporary_pod() {
+    let db = MariaDb::start();
+    db.sql(None, "CREATE DATABASE shop");
+    db.sql(
+        Some("shop"),
+        "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t SELECT seq FROM seq_1_to_77",
+    );
+    let k = Cluster::start(Vec::new(), Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let pw = secret_file(dir.path(), "db-pw", db.password());
+    let repo = Repo::new();
+    let mut backup = vec!["backup".to_string(), "-n".into(), NS.into()];
+    backup.extend(repo.args());
+    backup.extend(maria_args(&db, &pw, "maria"));
+    run_ok(&backup);
+
+    serve_mariadb_drill_pods(&k.sim, "maria-drill-", dir.path());
+    k.sim.clear_requests();
+    let mut args = vec![
+        "verify".to_string(),
+        "--kubeconfig".into(),
+        k.kubeconfig.display().to_string(),
+        "-n".into(),
+        NS.into(),
+        "-e".into(),
+        "standalone".into(),
+        "--db-type".into(),
+        "mariadb".into(),
+        "-c".into(),
+        "maria".into(),
+        "--restore-test".into(),
+        "--in-cluster".into(),
+        "--drill-image".into(),
+        "mariadb:11.4".into(),
+        "--assert-database".into(),
+        "shop".into(),
+        "--assert-sql".into(),
+        "SELECT count(*) = 77 FROM t".into(),
+        "-o".into(),
+        "json".into(),
+    ];
+    args.extend(repo.args());
+    let (code, out, err) = run(&args, None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let env = envelope(&out);
+    let shop = env["data"]["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "shop")
+        .cloned()
+        .unwrap_or_else(|| panic!("{env:#}"));
+    assert_eq!(shop["rows"], 77, "{env:#}");
+    assert_eq!(env["data"]["assertions"][0]["passed"], true, "{env:#}");
+    let requests = k.sim.requests();
+    let created: Vec<Value> = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+        .filter_map(|r| serde_json::from_str(r.body.as_deref()?).ok())
+        .collect();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["spec"]["containers"][0]["image"], "mariadb:11.4");
+    assert_eq!(created[0]["spec"]["securityContext"]["runAsUser"], 999);
+    let name = created[0]["metadata"]["name"].as_str().unwrap();
+    assert!(k.sim.get("v1", "pods", Some(NS), name).is_none());
     assert_role_allows("hasteward-drill", &requests);
 }
 

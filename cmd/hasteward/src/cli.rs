@@ -557,10 +557,11 @@ pub struct VerifyArgs {
     )]
     pub assert_database: Option<String>,
     /// Restore drill in the cluster: the throwaway server is a temporary pod (the database's
-    /// image, deadline, owner reference; deleted afterwards) in the namespace (-n). PostgreSQL.
+    /// image, deadline, owner reference; deleted afterwards) in the namespace (-n).
     #[arg(long, requires = "restore_test", env = "HASTEWARD_IN_CLUSTER")]
     pub in_cluster: bool,
-    /// Restore drill in the cluster: the image (default: the CNPG cluster's `spec.imageName`).
+    /// Restore drill in the cluster: the image (default: the CNPG cluster's `spec.imageName`, the
+    /// MariaDB CR's `spec.image`).
     #[arg(
         long,
         value_name = "IMAGE",
@@ -569,7 +570,7 @@ pub struct VerifyArgs {
     )]
     pub drill_image: Option<String>,
     /// Restore drill in the cluster: the uid the server runs as (default: 26 for CNPG images,
-    /// else 999, the official image's `postgres`).
+    /// else 999, the official images' database user).
     #[arg(
         long,
         value_name = "UID",

@@ -638,9 +638,21 @@ async fn drill_pod_spec(
             })?;
             (image, cluster.owner_reference())
         }
-        (None, _) => return Err(usage(
-            "an in-cluster drill needs the database's image: pass --drill-image (e.g. postgres:15)",
-        )),
+        (None, EngineArg::Galera) => {
+            let cr = kube.mariadb(&labels.namespace, &labels.cluster).await?;
+            let image = cr.image.clone().ok_or_else(|| {
+                usage(format!(
+                    "MariaDB {}/{} has no spec.image: pass --drill-image",
+                    labels.namespace, labels.cluster
+                ))
+            })?;
+            (image, cr.owner_reference())
+        }
+        (None, _) => {
+            return Err(usage(
+                "an in-cluster drill needs the database's image: pass --drill-image (e.g. postgres:16, mariadb:11.4)",
+            ))
+        }
     };
     let uid = i64::from(a.drill_uid.unwrap_or(match a.set.engine {
         EngineArg::Cnpg => 26,

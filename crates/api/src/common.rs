@@ -124,7 +124,7 @@ pub const CONDITION_LAST_BACKUP: &str = "LastBackupSucceeded";
 
 /// A scheduled restore drill: the database's latest backup in its first repository restored
 /// into a temporary pod running the database's image, then checked (every database has tables
-/// and rows, every assertion holds). PostgreSQL.
+/// and rows, every assertion holds). PostgreSQL, MariaDB and MySQL.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DrillSpec {
@@ -140,8 +140,8 @@ pub struct DrillSpec {
     /// The database the assertions run in (default: the first restored one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assert_database: Option<String>,
-    /// The drill pod's image (default: a CNPG cluster's `spec.imageName`, a pod target's own
-    /// image; required for a host target).
+    /// The drill pod's image (default: a CNPG cluster's `spec.imageName`, a MariaDB CR's
+    /// `spec.image`, a pod target's own image; required for a host target).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// The uid the drill server runs as (default: 26 for CNPG, else 999).

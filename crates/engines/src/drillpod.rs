@@ -4,10 +4,13 @@
 //! hasteward is gone), no Service and no network listener (the server listens on a socket in the
 //! pod only; everything reaches it by exec), and it is deleted on every path.
 //!
-//! The pod runs a fixed script (nothing user-supplied is spliced into it): `initdb` with local
-//! trust into a directory in the container, then `postgres` on a socket there. hasteward waits
-//! until the pod runs and `pg_isready` answers, restores through the gated stream with `psql` in
-//! the pod, and runs the drill's checks with `psql` in the pod.
+//! The pod runs a fixed script (nothing user-supplied is spliced into it): PostgreSQL: `initdb`
+//! with local trust into a directory in the container, then `postgres` on a socket there;
+//! MariaDB/MySQL: `mariadb-install-db` (or `mysqld --initialize-insecure`) with a password-less
+//! root, then the server with `--skip-networking` on a socket there, named in the container's
+//! own `~/.my.cnf` (`HOME` is the drill directory). hasteward waits until the pod runs and the
+//! server answers (`pg_isready`, `mariadb-admin ping`), restores through the gated stream with
+//! the image's own client, and runs the drill's checks with it.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +37,32 @@ fi
 exec postgres -D "$d/data" -c listen_addresses= -c unix_socket_directories="$d" -c fsync=off
 "#;
 
+/// The MariaDB/MySQL drill server: a fresh data directory with a password-less root, reachable
+/// only through its socket (no TCP), which the client finds in `$HOME/.my.cnf`.
+const MARIADB_SCRIPT: &str = r#"set -eu
+d=/tmp/hasteward-drill
+mkdir -p "$d"
+printf '[client]\nsocket=%s/mysqld.sock\nuser=root\n' "$d" >"$d/.my.cnf"
+if command -v mariadbd >/dev/null 2>&1; then server=mariadbd; else server=mysqld; fi
+if command -v mariadb-install-db >/dev/null 2>&1; then
+  mariadb-install-db --no-defaults --datadir="$d/data" --auth-root-authentication-method=normal \
+    --skip-test-db >"$d/init.log" 2>&1 || { cat "$d/init.log"; exit 1; }
+else
+  "$server" --no-defaults --initialize-insecure --datadir="$d/data" >"$d/init.log" 2>&1 \
+    || { cat "$d/init.log"; exit 1; }
+fi
+exec "$server" --no-defaults --datadir="$d/data" --socket="$d/mysqld.sock" \
+  --pid-file="$d/server.pid" --skip-networking --innodb-flush-log-at-trx-commit=0
+"#;
+
+/// The MariaDB/MySQL client (whichever the image has), with the caller's arguments.
+const MARIADB_CLIENT: &str = r#"if command -v mariadb >/dev/null 2>&1; then exec mariadb "$@"; fi
+exec mysql "$@""#;
+
+/// The MariaDB/MySQL readiness probe.
+const MARIADB_PING: &str = r#"if command -v mariadb-admin >/dev/null 2>&1; then exec mariadb-admin ping; fi
+exec mysqladmin ping"#;
+
 /// What the drill pod is made of.
 #[derive(Debug, Clone)]
 pub struct DrillPodSpec {
@@ -43,10 +72,10 @@ pub struct DrillPodSpec {
     pub name_prefix: String,
     /// The database's image.
     pub image: String,
-    /// The server flavour (PostgreSQL only, for now).
+    /// The server flavour: PostgreSQL, MariaDB or MySQL.
     pub db_type: DbType,
     /// `runAsUser`/`runAsGroup` (the image's database user: 26 in CloudNativePG's images, 999
-    /// in the official `postgres` image).
+    /// in the official `postgres`, `mariadb` and `mysql` images).
     pub run_as: (i64, i64),
     /// Owner (the database's resource), so its deletion collects a leftover.
     pub owner: Option<OwnerReference>,
@@ -68,26 +97,30 @@ impl DrillPod {
     /// Creates the pod, waits until it runs and its server answers. A pod that does not start is
     /// deleted before the error returns.
     pub async fn start(kube: &Kube, spec: &DrillPodSpec) -> Result<DrillPod> {
-        if spec.db_type != DbType::Postgres {
-            return Err(Error::Usage(format!(
-                "an in-cluster restore drill runs PostgreSQL only for now, not {}; run the drill locally (without --in-cluster)",
-                spec.db_type
-            )));
-        }
+        let (script, env) = match spec.db_type {
+            // Every exec'd client finds the server's socket.
+            DbType::Postgres => (POSTGRES_SCRIPT, ("PGHOST", DRILL_DIR)),
+            DbType::Mariadb | DbType::Mysql => (MARIADB_SCRIPT, ("HOME", DRILL_DIR)),
+            DbType::Mongo => {
+                return Err(Error::Usage(
+                    "an in-cluster restore drill runs PostgreSQL, MariaDB or MySQL, not mongo"
+                        .into(),
+                ))
+            }
+        };
         let mut helper = HelperSpec {
             namespace: spec.namespace.clone(),
             name_prefix: spec.name_prefix.clone(),
             purpose: "restore-drill".into(),
             image: spec.image.clone(),
-            command: vec!["sh".into(), "-c".into(), POSTGRES_SCRIPT.into()],
+            command: vec!["sh".into(), "-c".into(), script.into()],
             volume: None,
             node_name: None,
             owner: spec.owner.clone(),
             run_as: Some(spec.run_as),
             deadline: spec.deadline,
             labels: Default::default(),
-            // Every exec'd client finds the server's socket.
-            env: vec![("PGHOST".into(), DRILL_DIR.into())],
+            env: vec![(env.0.into(), env.1.into())],
             secrets: Vec::new(),
         };
         helper.labels.insert(
@@ -118,7 +151,10 @@ impl DrillPod {
     /// server's log.
     async fn wait_accepting(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        let probe = CommandSpec::new("pg_isready").args(["-U", "postgres"]);
+        let probe = match self.db_type {
+            DbType::Postgres => CommandSpec::new("pg_isready").args(["-U", "postgres"]),
+            _ => CommandSpec::new("sh").args(["-c", MARIADB_PING]),
+        };
         loop {
             let last = match capture(&self.runner(), &probe).await {
                 Ok(c) if c.outcome.success() => return Ok(()),
@@ -141,7 +177,7 @@ impl DrillPod {
                     .unwrap_or_default();
                 return Err(Error::Database {
                     detail: format!(
-                        "the drill server in pod {}/{} {} (pg_isready: {last}); its log ends:\n{}",
+                        "the drill server in pod {}/{} {} (readiness probe: {last}); its log ends:\n{}",
                         self.namespace,
                         self.name,
                         if ended {
@@ -166,13 +202,11 @@ impl DrillPod {
     pub fn target(&self) -> PodDatabase<PodRunner> {
         let runner = self.runner();
         let location = runner.location();
-        PodDatabase::new(
-            runner,
-            location,
-            self.db_type,
-            "postgres",
-            PodAuth::Container,
-        )
+        let user = match self.db_type {
+            DbType::Postgres => "postgres",
+            _ => "root",
+        };
+        PodDatabase::new(runner, location, self.db_type, user, PodAuth::Container)
     }
 
     /// Deletes the pod (a failure is logged: the deadline and the owner still collect it).
@@ -189,21 +223,36 @@ impl DrillPod {
 
 impl DrillServer for DrillPod {
     async fn query(&self, database: Option<&str>, sql: &str) -> Result<String> {
-        let spec = CommandSpec::new("psql").args([
-            "-X",
-            "-A",
-            "-t",
-            "-F",
-            "\t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-U",
-            "postgres",
-            "-d",
-            database.unwrap_or("postgres"),
-            "-c",
-            sql,
-        ]);
+        let spec = match self.db_type {
+            DbType::Postgres => CommandSpec::new("psql").args([
+                "-X",
+                "-A",
+                "-t",
+                "-F",
+                "\t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-d",
+                database.unwrap_or("postgres"),
+                "-c",
+                sql,
+            ]),
+            _ => {
+                let mut spec = CommandSpec::new("sh").args([
+                    "-c",
+                    MARIADB_CLIENT,
+                    "sh",
+                    "--batch",
+                    "--skip-column-names",
+                ]);
+                if let Some(db) = database {
+                    spec = spec.arg(format!("--database={db}"));
+                }
+                spec.args(["-e", sql])
+            }
+        };
         let out = capture(&self.runner(), &spec).await?;
         if !out.outcome.success() {
             return Err(Error::Database {

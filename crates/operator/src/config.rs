@@ -607,10 +607,10 @@ fn resolve_standalone(db: &StandaloneInput, inputs: &Inputs) -> DatabaseTarget {
         .as_ref()
         .or(policy.and_then(|p| p.drill.as_ref()));
     let drill = drill.and_then(|d| {
-        if db.spec.db_type != hasteward_api::StandaloneDbType::Postgres {
+        if db.spec.db_type == hasteward_api::StandaloneDbType::Mongo {
             target.problems.push(problem(
                 "InvalidDrill",
-                "scheduled restore drills run PostgreSQL only for now: remove `drill` (or run `hasteward verify --restore-test` locally)",
+                "restore drills run PostgreSQL, MariaDB and MySQL, not mongo: remove `drill`",
             ));
             return None;
         }
@@ -812,13 +812,6 @@ fn resolve_annotated(obj: &AnnotatedInput, inputs: &Inputs) -> Option<DatabaseTa
         ));
     }
     let drill = policy.drill.as_ref().and_then(|d| {
-        if obj.engine != TargetEngine::Cnpg {
-            target.problems.push(problem(
-                "InvalidDrill",
-                "scheduled restore drills run PostgreSQL (CNPG) only for now: remove `drill` from the policy for MariaDB clusters",
-            ));
-            return None;
-        }
         drill_settings(
             &key,
             d,
@@ -1192,9 +1185,9 @@ mod tests {
             ..Default::default()
         });
         i.standalone.push(sdb("a", Some("nightly")));
-        let mut maria = sdb("m", Some("nightly"));
-        maria.spec.db_type = StandaloneDbType::Mariadb;
-        i.standalone.push(maria);
+        let mut mongo = sdb("m", Some("nightly"));
+        mongo.spec.db_type = StandaloneDbType::Mongo;
+        i.standalone.push(mongo);
         let mut host = sdb("h", Some("nightly"));
         host.spec.target = TargetSpec {
             host: Some(hasteward_api::HostTargetSpec {
@@ -1212,7 +1205,7 @@ mod tests {
             && j.key.target == a.key()
             && j.group == format!("{}/drill", a.key())));
         let reason = |n: usize| d.databases[n].problems.first().map(|p| p.reason);
-        assert_eq!(reason(1), Some("InvalidDrill"), "MariaDB: PostgreSQL only");
+        assert_eq!(reason(1), Some("InvalidDrill"), "mongo has no drill");
         assert_eq!(
             reason(2),
             Some("InvalidDrill"),

@@ -717,7 +717,13 @@ async fn drill_image(
             .await
             .ok()
             .and_then(|c| c.owner_reference().map(|o| (c.image_name, o))),
-        _ => None,
+        TargetEngine::Galera => env
+            .kube
+            .mariadb(&target.namespace, &target.name)
+            .await
+            .ok()
+            .and_then(|c| c.owner_reference().map(|o| (c.image, o))),
+        TargetEngine::Standalone => None,
     };
     if let Some(image) = &settings.spec.image {
         return Ok((image.clone(), owner.map(|(_, o)| o)));
