@@ -688,65 +688,64 @@ fn failed_or_dropped_dumps_in_pods_leave_no_snapshot() {
     assert!(took < Duration::from_secs(60), "took {took:?}");
 }
 
-/// Makes the simulator run drill pods named `prefix*` for real: the pod's script starts a local
-/// PostgreSQL (`primary`'s binaries) as the pod's non-root user, in a directory under `work`
-/// standing in for the container's `/tmp/hasteward-drill`, and exec into the pod reaches it.
-pub(crate) fn serve_drill_pods(sim: &Simulator, primary: &Postgres, prefix: &str, work: &Path) {
-    let drill_dir = work.join("drill");
-    std::fs::create_dir(&drill_dir).unwrap();
-    if nix::unistd::Uid::effective().is_root() {
-        let status = std::process::Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(&drill_dir)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    let shims = postgres_user_shims(work, primary.bin_dir());
-    let mounts: std::collections::BTreeMap<String, PathBuf> =
-        [("/tmp/hasteward-drill".to_string(), drill_dir.clone())].into();
-    sim.set_pod_run(hasteward_kubesim::PodRun {
-        namespace: NS.into(),
-        name_prefix: Some(prefix.into()),
-        path_prepend: vec![shims],
-        mounts: mounts.clone(),
-        ..hasteward_kubesim::PodRun::default()
-    });
-    sim.set_exec(PodExec {
-        namespace: NS.into(),
-        pod: format!("{prefix}*"),
-        env: [("PGHOST".to_string(), drill_dir.display().to_string())].into(),
-        path_prepend: vec![primary.bin_dir().to_path_buf()],
-        mounts,
-        ..PodExec::default()
-    });
+/// The database server a simulated drill pod runs.
+pub(crate) enum DrillServer<'a> {
+    /// PostgreSQL, with this test server's binaries.
+    Postgres(&'a Postgres),
+    /// The machine's MariaDB.
+    Mariadb,
 }
 
-/// [`serve_drill_pods`] for MariaDB: the pod's script installs and starts a local MariaDB as the
-/// `mysql` OS user; exec'd clients find its socket through the drill directory's `.my.cnf`
-/// (`HOME`), as in the pod.
-pub(crate) fn serve_mariadb_drill_pods(sim: &Simulator, prefix: &str, work: &Path) {
+/// Makes the simulator run drill pods named `prefix*` for real: the pod's script starts a local
+/// server as the pod's non-root user (`postgres` / `mysql`: shims run the server tools through
+/// `runuser` when the tests run as root), in a directory under `work` standing in for the
+/// container's `/tmp/hasteward-drill`, and exec into the pod reaches it (PostgreSQL: `PGHOST`;
+/// MariaDB: the drill directory's `.my.cnf` through `HOME`, as in the pod).
+pub(crate) fn serve_drill_pods(sim: &Simulator, server: DrillServer, prefix: &str, work: &Path) {
     let drill_dir = work.join("drill");
     std::fs::create_dir(&drill_dir).unwrap();
-    let root = nix::unistd::Uid::effective().is_root();
-    if root {
+    let (user, tools, env, exec_path) = match server {
+        DrillServer::Postgres(pg) => {
+            let bin = pg.bin_dir();
+            (
+                "postgres",
+                vec![
+                    ("initdb", bin.join("initdb")),
+                    ("postgres", bin.join("postgres")),
+                ],
+                ("PGHOST", drill_dir.display().to_string()),
+                vec![bin.to_path_buf()],
+            )
+        }
+        DrillServer::Mariadb => (
+            "mysql",
+            vec![
+                ("mariadbd", PathBuf::from("/usr/sbin/mariadbd")),
+                (
+                    "mariadb-install-db",
+                    PathBuf::from("/usr/bin/mariadb-install-db"),
+                ),
+            ],
+            ("HOME", drill_dir.display().to_string()),
+            Vec::new(),
+        ),
+    };
+    if nix::unistd::Uid::effective().is_root() {
         let status = std::process::Command::new("chown")
-            .args(["mysql:mysql"])
+            .arg(format!("{user}:{user}"))
             .arg(&drill_dir)
             .status()
             .unwrap();
         assert!(status.success());
     }
     let mut shims = PathBuf::new();
-    for (tool, path) in [
-        ("mariadbd", "/usr/sbin/mariadbd"),
-        ("mariadb-install-db", "/usr/bin/mariadb-install-db"),
-    ] {
+    for (tool, path) in &tools {
+        let path = path.display();
         shims = shim(
             work,
             tool,
             &format!(
-                "if [ \"$(id -u)\" = 0 ]; then exec runuser -u mysql -- {path} \"$@\"; fi\nexec {path} \"$@\""
+                "if [ \"$(id -u)\" = 0 ]; then exec runuser -u {user} -- {path} \"$@\"; fi\nexec {path} \"$@\""
             ),
         );
     }
@@ -762,27 +761,11 @@ pub(crate) fn serve_mariadb_drill_pods(sim: &Simulator, prefix: &str, work: &Pat
     sim.set_exec(PodExec {
         namespace: NS.into(),
         pod: format!("{prefix}*"),
-        env: [("HOME".to_string(), drill_dir.display().to_string())].into(),
+        env: [(env.0.to_string(), env.1)].into(),
+        path_prepend: exec_path,
         mounts,
         ..PodExec::default()
     });
-}
-
-/// Shims that run a PostgreSQL server tool as the `postgres` OS user when the tests run as root
-/// (the drill pod runs as a non-root uid; initdb refuses root).
-fn postgres_user_shims(dir: &Path, bin: &Path) -> PathBuf {
-    let mut shims = PathBuf::new();
-    for tool in ["initdb", "postgres"] {
-        shims = shim(
-            dir,
-            tool,
-            &format!(
-                "if [ \"$(id -u)\" = 0 ]; then exec runuser -u postgres -- {0}/{tool} \"$@\"; fi\nexec {0}/{tool} \"$@\"",
-                bin.display()
-            ),
-        );
-    }
-    shims
 }
 
 #[test]
@@ -812,7 +795,12 @@ fn an_in_cluster_restore_drill_runs_in_a_temporary_pod_with_the_clusters_image()
     run_ok(&k.args("backup", &repo, &target));
 
     let work = tempfile::tempdir().unwrap();
-    serve_drill_pods(&k.sim, &primary, "pg-drill-", work.path());
+    serve_drill_pods(
+        &k.sim,
+        DrillServer::Postgres(&primary),
+        "pg-drill-",
+        work.path(),
+    );
     k.sim.clear_requests();
     let mut args = k.args("verify", &repo, &target);
     args.extend([
@@ -885,7 +873,7 @@ fn an_in_cluster_mariadb_drill_runs_the_given_image_in_a_temporary_pod() {
     backup.extend(maria_args(&db, &pw, "maria"));
     run_ok(&backup);
 
-    serve_mariadb_drill_pods(&k.sim, "maria-drill-", dir.path());
+    serve_drill_pods(&k.sim, DrillServer::Mariadb, "maria-drill-", dir.path());
     k.sim.clear_requests();
     let mut args = vec![
         "verify".to_string(),

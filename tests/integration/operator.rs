@@ -1497,7 +1497,12 @@ fn a_scheduled_restore_drill_restores_the_latest_backup_in_a_pod_and_reports_the
         vec![pg_exec("pg-0", &pg)],
     );
     let work = tempfile::tempdir().unwrap();
-    crate::kube::serve_drill_pods(&sim, &pg, "pg-drill-", work.path());
+    crate::kube::serve_drill_pods(
+        &sim,
+        crate::kube::DrillServer::Postgres(&pg),
+        "pg-drill-",
+        work.path(),
+    );
     let rt = runtime();
     let clock = Arc::new(ManualClock::new(at("2026-11-23T01:59:00Z")));
     let op = start_replica(&rt, &kubeconfig, "op-a", clock.clone());

@@ -17,6 +17,10 @@ use crate::scratch::ScratchServer;
 use crate::target::Target;
 use crate::{Error, Result};
 
+/// `psql` flags for a query whose rows come back as tab-separated text, stopping at an error.
+pub(crate) const PSQL_QUERY_FLAGS: [&str; 7] =
+    ["-X", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"];
+
 /// A throwaway server a drill restores into and queries.
 pub trait DrillServer: Sync {
     /// Runs one query (in `database`, or the default one); its rows as tab-separated text.

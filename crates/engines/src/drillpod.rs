@@ -20,7 +20,7 @@ use hasteward_k8s::{Kube, PodRunner};
 use hasteward_model::DbType;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use crate::drill::DrillServer;
+use crate::drill::{DrillServer, PSQL_QUERY_FLAGS};
 use crate::pod::{PodAuth, PodDatabase};
 use crate::{Error, Result};
 
@@ -224,14 +224,7 @@ impl DrillPod {
 impl DrillServer for DrillPod {
     async fn query(&self, database: Option<&str>, sql: &str) -> Result<String> {
         let spec = match self.db_type {
-            DbType::Postgres => CommandSpec::new("psql").args([
-                "-X",
-                "-A",
-                "-t",
-                "-F",
-                "\t",
-                "-v",
-                "ON_ERROR_STOP=1",
+            DbType::Postgres => CommandSpec::new("psql").args(PSQL_QUERY_FLAGS).args([
                 "-U",
                 "postgres",
                 "-d",

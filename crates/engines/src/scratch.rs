@@ -329,17 +329,8 @@ impl ScratchServer {
     pub async fn query(&self, database: Option<&str>, sql: &str) -> Result<String> {
         let spec = match self.db_type {
             DbType::Postgres => CommandSpec::new(self.client.as_os_str())
-                .args([
-                    "-X",
-                    "-A",
-                    "-t",
-                    "-F",
-                    "\t",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-h",
-                    "127.0.0.1",
-                ])
+                .args(crate::drill::PSQL_QUERY_FLAGS)
+                .args(["-h", "127.0.0.1"])
                 .arg("-p")
                 .arg(self.port.to_string())
                 .args([
