@@ -816,13 +816,7 @@ fn an_in_cluster_restore_drill_runs_in_a_temporary_pod_with_the_clusters_image()
     let (code, out, err) = run(&args, None);
     assert_eq!(code, 0, "{out}\n{err}");
     let env = envelope(&out);
-    let shop = env["data"]["databases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "shop")
-        .cloned()
-        .unwrap_or_else(|| panic!("{env:#}"));
+    let shop = drilled_database(&env, "shop");
     assert_eq!(shop["rows"], 5000, "{env:#}");
     assert_eq!(env["data"]["assertions"][0]["passed"], true, "{env:#}");
     assert!(env["data"]["restoreSeconds"].as_f64().unwrap() > 0.0);
@@ -830,11 +824,7 @@ fn an_in_cluster_restore_drill_runs_in_a_temporary_pod_with_the_clusters_image()
     // The pod: the cluster's image, a deadline, an owner reference, a non-root user; created
     // once and deleted; the source database was never exec'd into.
     let requests = k.sim.requests();
-    let created: Vec<Value> = requests
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
-        .filter_map(|r| serde_json::from_str(r.body.as_deref()?).ok())
-        .collect();
+    let created = created_pods(&requests);
     assert_eq!(created.len(), 1, "{created:?}");
     let pod = &created[0];
     let name = pod["metadata"]["name"].as_str().unwrap();
@@ -902,21 +892,11 @@ fn an_in_cluster_mariadb_drill_runs_the_given_image_in_a_temporary_pod() {
     let (code, out, err) = run(&args, None);
     assert_eq!(code, 0, "{out}\n{err}");
     let env = envelope(&out);
-    let shop = env["data"]["databases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "shop")
-        .cloned()
-        .unwrap_or_else(|| panic!("{env:#}"));
+    let shop = drilled_database(&env, "shop");
     assert_eq!(shop["rows"], 77, "{env:#}");
     assert_eq!(env["data"]["assertions"][0]["passed"], true, "{env:#}");
     let requests = k.sim.requests();
-    let created: Vec<Value> = requests
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
-        .filter_map(|r| serde_json::from_str(r.body.as_deref()?).ok())
-        .collect();
+    let created = created_pods(&requests);
     assert_eq!(created.len(), 1);
     assert_eq!(created[0]["spec"]["containers"][0]["image"], "mariadb:11.4");
     assert_eq!(created[0]["spec"]["securityContext"]["runAsUser"], 999);

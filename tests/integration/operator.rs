@@ -1551,12 +1551,7 @@ fn a_scheduled_restore_drill_restores_the_latest_backup_in_a_pod_and_reports_the
     )
     .is_some_and(|s| s > 0.0));
     // The drill pod: the database pod's image, created once and gone.
-    let created: Vec<Value> = sim
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
-        .filter_map(|r| serde_json::from_str(r.body.as_deref()?).ok())
-        .collect();
+    let created = created_pods(&sim.requests());
     assert_eq!(created.len(), 1);
     assert_eq!(created[0]["spec"]["containers"][0]["image"], "test");
     let name = created[0]["metadata"]["name"].as_str().unwrap();

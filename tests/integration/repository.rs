@@ -338,13 +338,7 @@ fn restore_drills_restore_into_a_throwaway_server_check_it_and_leave_nothing_beh
         ],
     );
     assert_eq!(code, 0, "{env}\n{err}");
-    let shop = env["data"]["databases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "shop")
-        .cloned()
-        .unwrap_or_else(|| panic!("{env}"));
+    let shop = drilled_database(&env, "shop");
     assert_eq!(shop["tables"], 2);
     assert_eq!(shop["rows"], 1234);
     assert!(env["data"]["restoreSeconds"].as_f64().unwrap() > 0.0);

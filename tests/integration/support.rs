@@ -285,3 +285,24 @@ pub fn pypi_tool(name: &str) -> PathBuf {
     );
     path
 }
+
+/// The database `name` in a restore drill's envelope (`data.databases`); panics with the
+/// envelope when it is missing.
+pub fn drilled_database(env: &Value, name: &str) -> Value {
+    env["data"]["databases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no database {name} in {env:#}"))
+}
+
+/// The pods created through the simulator's API, as sent.
+pub fn created_pods(requests: &[hasteward_kubesim::RecordedRequest]) -> Vec<Value> {
+    requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+        .filter_map(|r| serde_json::from_str(r.body.as_deref()?).ok())
+        .collect()
+}
