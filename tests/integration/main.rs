@@ -15,3 +15,5 @@ mod repository;
 mod retention;
 mod round_trip;
 mod triage;
+mod vault;
+mod victoria;

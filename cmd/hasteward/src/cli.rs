@@ -172,6 +172,10 @@ pub struct ClusterArgs {
 pub struct TriageArgs {
     #[command(flatten)]
     pub target: ClusterArgs,
+    #[command(flatten)]
+    pub pod: PodArgs,
+    #[command(flatten)]
+    pub vault: VaultArgs,
     /// Exit 1 when the verdict is at least this bad (healthy < unhealthy < undeterminable <
     /// diverged); without it triage exits 0 whatever it finds.
     #[arg(long, value_enum, env = "HASTEWARD_FAIL_ON")]
@@ -303,6 +307,75 @@ pub struct PodArgs {
     pub secret_key: Option<String>,
 }
 
+/// A Vault or OpenBao server (`-e vault`): on a host (`--vault-addr`), or in a pod
+/// (`--container`, with the token from `--secret-name/--secret-key` or `--vault-token-file`).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Vault target")]
+pub struct VaultArgs {
+    /// The server's API URL, e.g. https://vault.example:8200 (in a pod: overrides the
+    /// container's VAULT_ADDR/BAO_ADDR).
+    #[arg(long, value_name = "URL", env = "HASTEWARD_VAULT_ADDR")]
+    pub vault_addr: Option<String>,
+    /// File holding a token (first line) allowed to read and restore raft snapshots; default:
+    /// the `bao`/`vault` CLI's own (VAULT_TOKEN, BAO_TOKEN, its token helper).
+    #[arg(long, value_name = "FILE", env = "HASTEWARD_VAULT_TOKEN_FILE")]
+    pub vault_token_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the server's certificate (in a pod: a path in the
+    /// container).
+    #[arg(long, value_name = "FILE", env = "HASTEWARD_VAULT_CA_CERT")]
+    pub vault_ca_cert: Option<String>,
+}
+
+/// A VictoriaMetrics server (`-e vmbackup`): its HTTP address and storage directory.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "VictoriaMetrics target")]
+pub struct VmServerArgs {
+    /// VictoriaMetrics' HTTP address as seen where vmbackup runs (its snapshot API; restore
+    /// checks that nothing answers there). Default: http://127.0.0.1:8428.
+    #[arg(long, value_name = "URL", env = "HASTEWARD_VM_URL")]
+    pub vm_url: Option<String>,
+    /// The server's -storageDataPath.
+    #[arg(long, value_name = "DIR", env = "HASTEWARD_STORAGE_DATA_PATH")]
+    pub storage_data_path: Option<String>,
+}
+
+/// Where VictoriaMetrics backups live (`-e vmbackup`).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "VictoriaMetrics destination")]
+pub struct VmDestArgs {
+    /// The backup destination: fs:///DIR, s3://BUCKET/PREFIX, gs://… or azblob://…; the
+    /// generations (latest, daily/…, weekly/…) live under it.
+    #[arg(long, value_name = "URL", env = "HASTEWARD_DST")]
+    pub dst: Option<String>,
+    /// vmbackup's -credsFilePath (object storage credentials file, where vmbackup runs);
+    /// default: the AWS_*/GOOGLE_* environment.
+    #[arg(long, value_name = "FILE", env = "HASTEWARD_VM_CREDENTIALS_FILE")]
+    pub vm_credentials_file: Option<String>,
+    /// vmbackup's -customS3Endpoint (an S3-compatible server).
+    #[arg(long, value_name = "URL", env = "HASTEWARD_VM_S3_ENDPOINT")]
+    pub vm_s3_endpoint: Option<String>,
+}
+
+/// Generations a `-e vmbackup` backup writes and keeps (each given period is written every
+/// run; older ones beyond the count are deleted afterwards). Default: write `daily`, delete
+/// nothing.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "VictoriaMetrics generations")]
+pub struct GenerationKeepArgs {
+    /// Hourly generations to keep.
+    #[arg(long, env = "HASTEWARD_KEEP_HOURLY")]
+    pub keep_hourly: Option<u32>,
+    /// Daily generations to keep.
+    #[arg(long, env = "HASTEWARD_KEEP_DAILY")]
+    pub keep_daily: Option<u32>,
+    /// Weekly generations to keep.
+    #[arg(long, env = "HASTEWARD_KEEP_WEEKLY")]
+    pub keep_weekly: Option<u32>,
+    /// Monthly generations to keep.
+    #[arg(long, env = "HASTEWARD_KEEP_MONTHLY")]
+    pub keep_monthly: Option<u32>,
+}
+
 /// Stream behaviour.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Stream")]
@@ -321,6 +394,14 @@ pub struct BackupArgs {
     pub host: HostArgs,
     #[command(flatten)]
     pub pod: PodArgs,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+    #[command(flatten)]
+    pub vm: VmServerArgs,
+    #[command(flatten)]
+    pub vm_dst: VmDestArgs,
+    #[command(flatten)]
+    pub generations: GenerationKeepArgs,
     #[command(flatten)]
     pub repo: RepoArgs,
     #[command(flatten)]
@@ -343,16 +424,25 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub pod: PodArgs,
     #[command(flatten)]
+    pub vault: VaultArgs,
+    #[command(flatten)]
+    pub vm: VmServerArgs,
+    #[command(flatten)]
+    pub vm_dst: VmDestArgs,
+    #[command(flatten)]
     pub repo: RepoArgs,
     #[command(flatten)]
     pub stream: StreamArgs,
-    /// `latest` (newest snapshot of this backup set) or a snapshot id.
+    /// `latest` (newest snapshot of this backup set) or a snapshot id; for `-e vmbackup` a
+    /// generation (`latest`, `daily/2026-11-24`, as `snapshots -e vmbackup` lists them).
     #[arg(long, default_value = "latest", env = "HASTEWARD_SNAPSHOT")]
     pub snapshot: String,
     /// Restore the per-database snapshot of this database (taken with `backup --database`).
     #[arg(long, value_name = "NAME", env = "HASTEWARD_DATABASE")]
     pub database: Option<String>,
-    /// Replace user databases that still exist on the target (dropped, then restored).
+    /// Replace user databases that still exist on the target (dropped, then restored); required
+    /// for `-e vault` (a raft snapshot replaces all of the server's data) and for `-e vmbackup`
+    /// into a data directory that holds data.
     #[arg(long, env = "HASTEWARD_FORCE")]
     pub force: bool,
     /// MySQL/MariaDB: also restore the `mysql` system schema (accounts and grants).
@@ -391,6 +481,8 @@ pub struct SnapshotsArgs {
     pub filter: FilterArgs,
     #[command(flatten)]
     pub repo: RepoArgs,
+    #[command(flatten)]
+    pub vm_dst: VmDestArgs,
 }
 
 /// `prune`.
@@ -400,6 +492,8 @@ pub struct PruneArgs {
     pub filter: FilterArgs,
     #[command(flatten)]
     pub repo: RepoArgs,
+    #[command(flatten)]
+    pub vm_dst: VmDestArgs,
     #[command(flatten)]
     pub keep: KeepArgs,
     #[command(flatten)]

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::cli::{
     BackupArgs, Cli, Command, EngineArg, FilterArgs, HostArgs, PodArgs, PruneArgs, RepoArgs,
-    RestoreArgs, SetArgs, SnapshotsArgs, StreamArgs, VerifyArgs,
+    RestoreArgs, SetArgs, SnapshotsArgs, StreamArgs, VaultArgs, VerifyArgs,
 };
 use crate::output::{human_bytes, Reporter};
 use crate::targets::{resolve, with_target, Resolved};
@@ -24,9 +24,10 @@ use crate::targets::{resolve, with_target, Resolved};
 async fn resolve_target(
     cli: &Cli,
     set: &SetArgs,
-    db: DbType,
+    db: Option<DbType>,
     host: &HostArgs,
     pod: &PodArgs,
+    vault: &VaultArgs,
 ) -> Result<Resolved, Error> {
     resolve(
         cli,
@@ -36,6 +37,7 @@ async fn resolve_target(
         db,
         host,
         pod,
+        vault,
     )
     .await
 }
@@ -121,8 +123,8 @@ pub(crate) fn usage(msg: impl Into<String>) -> Error {
     Error::Usage(msg.into())
 }
 
-/// The backup set named by `-e -c -n --db-type`.
-pub fn labels(set: &SetArgs) -> Result<(SnapshotLabels, DbType), Error> {
+/// The backup set named by `-e -c -n --db-type`; the database type is `None` for `-e vault`.
+pub fn labels(set: &SetArgs) -> Result<(SnapshotLabels, Option<DbType>), Error> {
     validate_name("cluster (-c)", &set.cluster).map_err(usage)?;
     validate_name("namespace (-n)", &set.namespace).map_err(usage)?;
     let given: Option<DbType> = set
@@ -150,11 +152,30 @@ pub fn labels(set: &SetArgs) -> Result<(SnapshotLabels, DbType), Error> {
                 }
             )))
         }
-        (EngineArg::Vault | EngineArg::Vmbackup, _) => {
+        (EngineArg::Vault, None) => {
+            return Ok((
+                SnapshotLabels {
+                    engine: Engine::Vault,
+                    cluster: set.cluster.clone(),
+                    namespace: set.namespace.clone(),
+                    kind: SnapshotKind::Backup,
+                    db_type: None,
+                    file: hasteward_engines::vault::SNAPSHOT_FILE.to_string(),
+                    database: None,
+                    job: None,
+                },
+                None,
+            ))
+        }
+        (EngineArg::Vault, Some(other)) => {
             return Err(usage(format!(
-                "engine `{}` is not available in this build yet",
-                engine(set.engine)
+                "--db-type {other} does not apply to -e vault (a raft snapshot is the whole server)"
             )))
+        }
+        (EngineArg::Vmbackup, _) => {
+            return Err(usage(
+                "-e vmbackup keeps its backups in its own destination (--dst), not in a restic repository: use `backup`, `restore`, `snapshots` and `prune` with -e vmbackup --dst URL",
+            ))
         }
     };
     Ok((
@@ -168,16 +189,22 @@ pub fn labels(set: &SetArgs) -> Result<(SnapshotLabels, DbType), Error> {
             database: None,
             job: None,
         },
-        db,
+        Some(db),
     ))
 }
 
 /// The labels of one database's snapshot (`--database`).
 fn database_labels(
     labels: &SnapshotLabels,
-    db: DbType,
+    db: Option<DbType>,
     name: &str,
 ) -> Result<SnapshotLabels, Error> {
+    let Some(db) = db else {
+        return Err(usage(format!(
+            "--database does not apply to -e {}: its snapshot is the whole server",
+            labels.engine
+        )));
+    };
     if name.is_empty() || name.starts_with('-') || name.contains(['\0', '\n', '\r']) {
         return Err(usage(format!("invalid --database `{name}`")));
     }
@@ -188,7 +215,7 @@ fn database_labels(
 fn selected_labels(
     set: &SetArgs,
     database: Option<&str>,
-) -> Result<(SnapshotLabels, DbType), Error> {
+) -> Result<(SnapshotLabels, Option<DbType>), Error> {
     let (labels, db) = labels(set)?;
     match database {
         Some(name) => Ok((database_labels(&labels, db, name)?, db)),
@@ -199,7 +226,7 @@ fn selected_labels(
 /// The snapshots a backup takes: the whole server, or one per `--database`.
 fn backup_sets(
     labels: &SnapshotLabels,
-    db: DbType,
+    db: Option<DbType>,
     databases: &[String],
 ) -> Result<Vec<SnapshotLabels>, Error> {
     if databases.is_empty() {
@@ -287,12 +314,25 @@ async fn backup(
     rep: &mut Reporter,
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
+    if a.set.engine == EngineArg::Vmbackup {
+        return crate::vmbackup::backup(cli, a, rep).await;
+    }
+    crate::vmbackup::reject_flags(
+        a.set.engine,
+        Some(&a.vm),
+        Some(&a.vm_dst),
+        Some(&a.generations),
+    )?;
+    if a.set.engine != EngineArg::Vault {
+        reject_vault_flags(&a.vault)?;
+    }
     let (labels, db) = labels(&a.set)?;
+    let sets = backup_sets(&labels, db, &a.databases)?;
     let restic = open_repo(cli, &a.repo).await?;
-    let target = resolve_target(cli, &a.set, db, &a.host, &a.pod).await?;
+    let target = resolve_target(cli, &a.set, db, &a.host, &a.pod, &a.vault).await?;
     let location = target.location();
+    let what = db.map_or("raft snapshot".to_string(), |db| db.to_string());
     if a.dry_run {
-        let sets = backup_sets(&labels, db, &a.databases)?;
         let snapshots: Vec<serde_json::Value> = sets
             .iter()
             .map(|set| {
@@ -301,8 +341,8 @@ async fn backup(
                     "path": set.path(),
                     "tags": set.tags().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
                     "dump": match &set.database {
-                        None => format!("{db} whole-server dump of {location}"),
-                        Some(name) => format!("{db} dump of database `{name}` on {location}"),
+                        None => format!("{what} whole-server dump of {location}"),
+                        Some(name) => format!("{what} dump of database `{name}` on {location}"),
                     },
                 })
             })
@@ -313,20 +353,25 @@ async fn backup(
             "resticVersion": restic.capabilities().version.to_string(),
             "snapshots": snapshots,
             "steps": [
-                format!("list user databases on {location}"),
+                if db.is_some() { format!("list user databases on {location}") } else { format!("check that {location} is unsealed") },
                 "per snapshot: restic backup --stdin --host hasteward (restic init first if the repository does not exist)",
                 "per snapshot: the dump streamed through the commit gate, then restic tag --add sha256=… --add bytes=…",
             ],
         });
         let text = format!(
-            "dry run: would back up {location} ({db}) to {} as {}",
+            "dry run: would back up {location} ({what}) to {} as {}",
             restic.repo(),
             labels.path()
         );
         return Ok(rep.succeed(plan, &text));
     }
     if !a.databases.is_empty() {
-        return with_target!(&target, t => backup_databases(&restic, a, &labels, db, t, rep, cancel).await);
+        return with_target!(&target, t => backup_databases(&restic, a, &sets, t, rep, cancel).await);
+    }
+    match &target {
+        Resolved::VaultHost(v) => rep.step("check", v.require_unsealed()).await?,
+        Resolved::VaultPod(v) => rep.step("check", v.require_unsealed()).await?,
+        _ => {}
     }
     let stream = settings(&a.stream, rep, cancel);
     let result = with_target!(&target, t => rep
@@ -355,16 +400,14 @@ fn backup_line(result: &flows::BackupResult) -> String {
 async fn backup_databases<T: Target>(
     restic: &Restic,
     a: &BackupArgs,
-    labels: &SnapshotLabels,
-    db: DbType,
+    sets: &[SnapshotLabels],
     target: &T,
     rep: &mut Reporter,
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
-    let sets = backup_sets(labels, db, &a.databases)?;
     let mut done = Vec::new();
     let mut lines = Vec::new();
-    for set in &sets {
+    for set in sets {
         let name = set.database.clone().unwrap_or_default();
         let stream = settings(&a.stream, rep, cancel);
         let work = flows::backup(restic, target, set, &stream);
@@ -397,9 +440,21 @@ async fn restore(
     rep: &mut Reporter,
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
+    if a.set.engine == EngineArg::Vmbackup {
+        return crate::vmbackup::restore(cli, a, rep).await;
+    }
+    crate::vmbackup::reject_flags(a.set.engine, Some(&a.vm), Some(&a.vm_dst), None)?;
+    if a.set.engine != EngineArg::Vault {
+        reject_vault_flags(&a.vault)?;
+    }
     let (labels, db) = selected_labels(&a.set, a.database.as_deref())?;
+    if a.set.engine == EngineArg::Vault && !a.force {
+        return Err(Error::Refused(
+            "restoring a raft snapshot replaces all of the Vault server's data (secrets, policies, tokens written since); pass --force to do that".into(),
+        ));
+    }
     let restic = open_repo(cli, &a.repo).await?;
-    let target = resolve_target(cli, &a.set, db, &a.host, &a.pod).await?;
+    let target = resolve_target(cli, &a.set, db, &a.host, &a.pod, &a.vault).await?;
     let location = target.location();
     let selector = SnapshotSelector::parse(&a.snapshot);
     let options = flows::RestoreOptions {
@@ -424,15 +479,24 @@ async fn restore(
             ));
         }
         let mut steps: Vec<String> = fence_step.into_iter().collect();
-        steps.push(format!(
-            "list user databases on {location}; refuse if any in the snapshot still exists{}",
-            if a.force {
-                " (--force: drop and replace them)"
-            } else {
-                ""
+        match db {
+            Some(db) => {
+                steps.push(format!(
+                    "list user databases on {location}; refuse if any in the snapshot still exists{}",
+                    if a.force {
+                        " (--force: drop and replace them)"
+                    } else {
+                        ""
+                    }
+                ));
+                steps.push(format!("restic dump {} {} | {} client on {location} (stop at first error), checksum checked before end of stream", snap.short(), labels.path(), db));
             }
-        ));
-        steps.push(format!("restic dump {} {} | {} client on {location} (stop at first error), checksum checked before end of stream", snap.short(), labels.path(), db));
+            None => steps.push(format!(
+                "restic dump {} {} | operator raft snapshot restore /dev/stdin on {location} (replaces all of its data), checksum checked before end of stream",
+                snap.short(),
+                labels.path()
+            )),
+        }
         let plan = json!({
             "dryRun": true,
             "snapshot": snap.id,
@@ -470,18 +534,36 @@ async fn restore(
     if !result.checksum_verified {
         rep.warn("the snapshot has no recorded checksum; the stream was not verified".into());
     }
-    let text = format!(
-        "restored snapshot {} into {location}: {} ({} user databases{})",
-        &result.snapshot_id[..8.min(result.snapshot_id.len())],
-        human_bytes(result.bytes),
-        result.databases.len(),
-        if result.replaced.is_empty() {
-            String::new()
-        } else {
-            format!(", replaced {}", result.replaced.join(", "))
-        }
-    );
+    let text = if db.is_none() {
+        format!(
+            "restored raft snapshot {} into {location}: {}",
+            &result.snapshot_id[..8.min(result.snapshot_id.len())],
+            human_bytes(result.bytes),
+        )
+    } else {
+        format!(
+            "restored snapshot {} into {location}: {} ({} user databases{})",
+            &result.snapshot_id[..8.min(result.snapshot_id.len())],
+            human_bytes(result.bytes),
+            result.databases.len(),
+            if result.replaced.is_empty() {
+                String::new()
+            } else {
+                format!(", replaced {}", result.replaced.join(", "))
+            }
+        )
+    };
     Ok(rep.succeed(data, &text))
+}
+
+/// Vault flags on another engine are a mistake worth naming.
+fn reject_vault_flags(v: &VaultArgs) -> Result<(), Error> {
+    if v.vault_addr.is_some() || v.vault_token_file.is_some() || v.vault_ca_cert.is_some() {
+        return Err(usage(
+            "--vault-addr/--vault-token-file/--vault-ca-cert apply to -e vault only",
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn filter_tags(
@@ -517,6 +599,15 @@ pub(crate) fn filter_tags(
 }
 
 async fn snapshots(cli: &Cli, a: &SnapshotsArgs, rep: &mut Reporter) -> Result<ExitCode, Error> {
+    if a.filter.engine == Some(EngineArg::Vmbackup) {
+        return crate::vmbackup::snapshots(a, rep).await;
+    }
+    crate::vmbackup::reject_flags(
+        a.filter.engine.unwrap_or(EngineArg::Cnpg),
+        None,
+        Some(&a.vm_dst),
+        None,
+    )?;
     let tags = filter_tags(&a.filter, None)?;
     let restic = open_repo(cli, &a.repo).await?;
     let snaps = flows::list(&restic, tags).await?;
@@ -550,6 +641,15 @@ async fn prune(
     rep: &mut Reporter,
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
+    if a.filter.engine == Some(EngineArg::Vmbackup) {
+        return crate::vmbackup::prune(a, rep).await;
+    }
+    crate::vmbackup::reject_flags(
+        a.filter.engine.unwrap_or(EngineArg::Cnpg),
+        None,
+        Some(&a.vm_dst),
+        None,
+    )?;
     let tags = filter_tags(&a.filter, Some("backup"))?;
     let policy = crate::repository::keep_policy(&a.keep)?;
     let maintenance = crate::repository::maintenance_env(&a.immutable)?;

@@ -9,6 +9,7 @@ mod repository;
 mod serve;
 mod targets;
 mod triage;
+mod vmbackup;
 
 use std::ffi::OsString;
 

@@ -13,17 +13,26 @@ use crate::output::Reporter;
 pub async fn run(cli: &Cli, a: &TriageArgs, rep: &mut Reporter) -> Result<ExitCode, Error> {
     hasteward_model::validate_name("cluster (-c)", &a.target.cluster).map_err(usage)?;
     hasteward_model::validate_name("namespace (-n)", &a.target.namespace).map_err(usage)?;
-    let kube = crate::targets::kube(cli).await?;
-    let report = triage_report(
-        &kube,
-        rep,
-        a.target.engine,
-        &a.target.namespace,
-        &a.target.cluster,
-        a.recover_positions,
-        true,
-    )
-    .await?;
+    let report = if a.target.engine == EngineArg::Vault {
+        vault_report(cli, a, rep).await?
+    } else {
+        if a.pod.container.is_some() || a.vault.vault_addr.is_some() {
+            return Err(usage(
+                "--container/--vault-addr select a Vault target (-e vault); -e cnpg and -e galera triage the cluster named by -c",
+            ));
+        }
+        let kube = crate::targets::kube(cli).await?;
+        triage_report(
+            &kube,
+            rep,
+            a.target.engine,
+            &a.target.namespace,
+            &a.target.cluster,
+            a.recover_positions,
+            true,
+        )
+        .await?
+    };
     let text = hasteward_triage::render_text(&report);
     let data = serde_json::to_value(&report).unwrap_or_default();
     match a.fail_on {
@@ -43,6 +52,28 @@ pub async fn run(cli: &Cli, a: &TriageArgs, rep: &mut Reporter) -> Result<ExitCo
         }
         _ => Ok(rep.succeed(data, &text)),
     }
+}
+
+/// Triage of a Vault/OpenBao server (read-only: status, raft peers, autopilot).
+async fn vault_report(cli: &Cli, a: &TriageArgs, rep: &Reporter) -> Result<Report, Error> {
+    if a.recover_positions {
+        return Err(usage("--recover-positions is for -e galera"));
+    }
+    let ns = &a.target.namespace;
+    let name = &a.target.cluster;
+    let no_host = crate::cli::HostArgs {
+        host: None,
+        port: None,
+        db_user: None,
+        db_password_file: None,
+    };
+    let target = crate::targets::resolve_vault(cli, ns, &no_host, &a.pod, &a.vault).await?;
+    let input = match &target {
+        crate::targets::Resolved::VaultHost(v) => rep.step("collect", v.collect(ns, name)).await?,
+        crate::targets::Resolved::VaultPod(v) => rep.step("collect", v.collect(ns, name)).await?,
+        _ => unreachable!("resolve_vault returns Vault targets"),
+    };
+    Ok(hasteward_triage::vault::analyze(&input))
 }
 
 fn threshold_name(t: FailOn) -> &'static str {
@@ -104,7 +135,7 @@ pub async fn triage_report(
         }
         other => {
             return Err(usage(format!(
-                "-e cnpg and -e galera have replicas to triage and repair, not {other:?}"
+                "-e cnpg and -e galera have replicas to triage and repair (-e vault: triage only), not {other:?}"
             )))
         }
     })

@@ -43,6 +43,14 @@ pub enum Error {
         /// How to get it.
         hint: &'static str,
     },
+    /// A tool hasteward orchestrates (vmbackup, vmrestore) failed; `detail` is its message.
+    #[error("`{tool}` failed: {detail}")]
+    ToolFailed {
+        /// The tool.
+        tool: String,
+        /// Its message.
+        detail: String,
+    },
     /// The database could not be reached or queried.
     #[error("cannot reach the database ({detail})")]
     Database {
@@ -134,6 +142,7 @@ impl Error {
             Self::DrillFailed { .. } => "drill.failed",
             Self::ToolMissing { .. } => "dependency.missing",
             Self::Database { .. } => "database.unreachable",
+            Self::ToolFailed { .. } => "tool.failed",
             Self::Restic(e) => e.category(),
             Self::Stream(PumpError::Cancelled { .. }) => "cancelled",
             Self::Stream(_) => "stream.failed",

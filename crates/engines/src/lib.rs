@@ -20,5 +20,7 @@ pub mod secrets;
 pub mod standalone;
 pub mod target;
 pub mod triage;
+pub mod vault;
+pub mod vmbackup;
 
 pub use error::{Error, Result};

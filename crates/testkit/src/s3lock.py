@@ -1,6 +1,7 @@
 # Object Lock operations for hasteward's tests, through boto3 (path-style, region us-east-1).
 # usage: s3lock.py ENDPOINT ACCESS_KEY SECRET_KEY COMMAND BUCKET [ARG]; the secret comes from
 # the environment variable S3LOCK_SECRET when SECRET_KEY is "-" (it is never in argv then).
+#   create BUCKET                  a plain bucket (no versioning, no lock)
 #   create-locked BUCKET DAYS      bucket with Object Lock, versioning, default GOVERNANCE DAYS
 #   versions BUCKET PREFIX         prints "<versions> <delete markers>" under PREFIX
 #   delete-version BUCKET PREFIX   tries to delete the first version under PREFIX for good
@@ -25,7 +26,9 @@ def listing(prefix=""):
         markers += page.get("DeleteMarkers", [])
     return versions, markers
 
-if command == "create-locked":
+if command == "create":
+    s3.create_bucket(Bucket=bucket)
+elif command == "create-locked":
     s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
         "ObjectLockEnabled": "Enabled",

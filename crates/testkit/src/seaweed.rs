@@ -201,6 +201,11 @@ impl SeaweedS3 {
         util::stdout_trimmed(&out)
     }
 
+    /// Creates a plain `bucket` (no versioning, no lock).
+    pub fn create_bucket(&self, bucket: &str) {
+        self.helper(MAINTENANCE, &["create", bucket]);
+    }
+
     /// Creates `bucket` with Object Lock and a default GOVERNANCE retention of `days`.
     pub fn create_locked_bucket(&self, bucket: &str, days: u32) {
         self.helper(MAINTENANCE, &["create-locked", bucket, &days.to_string()]);

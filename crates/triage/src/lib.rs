@@ -17,6 +17,7 @@ mod input;
 pub mod plan;
 mod report;
 mod text;
+pub mod vault;
 
 pub use input::*;
 pub use report::*;

@@ -60,6 +60,7 @@ fn engine_title(engine: &str) -> &str {
     match engine {
         "cnpg" => "CNPG cluster",
         "galera" => "Galera cluster",
+        "vault" => "Vault raft cluster",
         other => other,
     }
 }

@@ -24,7 +24,7 @@ use crate::standalone::{mysql, postgres};
 use crate::target::{Invocation, Preamble, Target};
 
 /// The wrapper every in-pod command runs under. `$1` is the credential mode (`none`, `pgpass`,
-/// `mycnf`, `mongo`), `$2` a comma-separated list of program names (the first one present in
+/// `mycnf`, `mongo`, or `token`: a Vault/OpenBao token exported as `VAULT_TOKEN`/`BAO_TOKEN`), `$2` a comma-separated list of program names (the first one present in
 /// the container is used), the rest the program's arguments. It never interpolates arguments
 /// into commands.
 pub const WRAPPER: &str = r#"mode=$1; progs=$2; shift 2
@@ -45,6 +45,7 @@ case $mode in
   pgpass) printf '%s\n' "$line" >"$f"; PGPASSFILE=$f; export PGPASSFILE; "$prog" "$@" ;;
   mycnf) printf '[client]\n%s\n' "$line" >"$f"; "$prog" "--defaults-extra-file=$f" "$@" ;;
   mongo) printf '%s\n' "$line" >"$f"; "$prog" "--config=$f" "$@" ;;
+  token) rm -f "$f"; VAULT_TOKEN=$line; BAO_TOKEN=$line; export VAULT_TOKEN BAO_TOKEN; "$prog" "$@" ;;
   *) echo "hasteward: unknown credential mode $mode" >&2; exit 2 ;;
 esac
 "#;

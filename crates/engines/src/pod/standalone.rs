@@ -8,16 +8,14 @@ use super::{PodAuth, PodDatabase};
 use crate::standalone::HostTarget;
 use crate::{Error, Result};
 
-/// Resolves `pod` (container: the given one, else the pod's first) in `namespace`.
-pub async fn resolve(
+/// The exec runner of `pod`'s container (the given one, else the pod's first), which must be
+/// ready.
+pub async fn pod_runner(
     kube: &Kube,
     namespace: &str,
     pod: &str,
     container: Option<&str>,
-    db: DbType,
-    user: Option<&str>,
-    auth: PodAuth,
-) -> Result<PodDatabase<PodRunner>> {
+) -> Result<PodRunner> {
     let pod_obj = kube.pod(namespace, pod).await?;
     let container = match container {
         Some(c) => c.to_string(),
@@ -29,11 +27,24 @@ pub async fn resolve(
             .ok_or_else(|| Error::Usage(format!("pod {namespace}/{pod} has no containers")))?,
     };
     require_ready(&pod_obj, &container)?;
+    Ok(PodRunner::new(kube, namespace, pod, &container))
+}
+
+/// Resolves `pod` (container: the given one, else the pod's first) in `namespace`.
+pub async fn resolve(
+    kube: &Kube,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+    db: DbType,
+    user: Option<&str>,
+    auth: PodAuth,
+) -> Result<PodDatabase<PodRunner>> {
     let user = user.unwrap_or_else(|| HostTarget::default_user(db));
     if user.is_empty() || user.starts_with('-') || user.contains(['\n', '\r', '\0']) {
         return Err(Error::Usage(format!("invalid database user `{user}`")));
     }
-    let runner = PodRunner::new(kube, namespace, pod, &container);
+    let runner = pod_runner(kube, namespace, pod, container).await?;
     let location = runner.location();
     Ok(PodDatabase::new(runner, location, db, user, auth))
 }
