@@ -963,3 +963,146 @@ fn unreachable_api_missing_resources_and_unready_pods_exit_4_quickly() {
     assert!(!repo.path.exists());
     drop(dir);
 }
+
+#[test]
+fn vault_in_a_pod_round_trips_with_the_token_from_a_secret_never_in_argv() {
+    let bao = hasteward_testkit::OpenBao::start();
+    let token = std::fs::read_to_string(bao.token_file())
+        .unwrap()
+        .trim()
+        .to_string();
+    bao.kv_put("app", "pw", "one");
+    // The "container" has the CLI on PATH and its own address, as the openbao image does.
+    let k = Cluster::start(
+        vec![
+            pod("vault-0", "openbao", json!({"app": "vault"})),
+            secret("vault-snapshot-token", "token", &token),
+        ],
+        vec![exec(
+            "vault-0",
+            &[("BAO_ADDR", bao.addr()), ("VAULT_ADDR", bao.addr())],
+            vec![bao.bao().parent().unwrap().to_path_buf()],
+        )],
+    );
+    let repo = Repo::new();
+    let target = [
+        "-e",
+        "vault",
+        "-c",
+        "vault",
+        "--container",
+        "vault-0/openbao",
+        "--secret-name",
+        "vault-snapshot-token",
+        "--secret-key",
+        "token",
+    ];
+    run_ok(&k.args("backup", &repo, &target));
+    assert_eq!(repo.snapshots()[0]["paths"][0], "/db/vault/raft.snap");
+    let backup_requests = k.sim.requests();
+    assert_role_allows("hasteward-backup", &backup_requests);
+
+    bao.kv_put("app", "pw", "two");
+    let mut restore = k.args("restore", &repo, &target);
+    restore.push("--force".into());
+    run_ok(&restore);
+    bao.wait_unsealed_leader();
+    assert_eq!(bao.kv_get("app", "pw"), "one");
+
+    let mut triage = vec![
+        "triage".to_string(),
+        "-o".into(),
+        "json".into(),
+        "--kubeconfig".into(),
+        k.kubeconfig.display().to_string(),
+        "-n".into(),
+        NS.into(),
+    ];
+    triage.extend(target.iter().map(|s| s.to_string()));
+    let out = run_ok(&triage);
+    let report = envelope(&out)["data"].clone();
+    assert_eq!(report["verdict"], "healthy", "{report}");
+    assert_eq!(report["namespace"], NS);
+
+    // The snapshot, the restore and the triage ran in the pod; the token went through stdin.
+    let pods = exec_pods(&k.exec_requests());
+    assert!(pods.iter().all(|p| p == "vault-0"), "{pods:?}");
+    k.assert_never_sent(&token);
+    assert_role_allows("hasteward-restore", &k.sim.requests());
+}
+
+#[test]
+fn victoriametrics_in_a_pod_backs_up_with_retention_and_refuses_an_in_place_restore() {
+    let vm = hasteward_testkit::VictoriaMetrics::start();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    vm.import_prometheus(&format!(
+        "probe{{job=\"a\"}} 1 {t}\nprobe{{job=\"b\"}} 2 {t}\n",
+        t = now_ms - 300_000
+    ));
+    let root = vm.dir().join("pod-backups");
+    for old in ["2020-01-01", "2020-01-02"] {
+        std::fs::create_dir_all(root.join("daily").join(old)).unwrap();
+        std::fs::write(
+            root.join("daily").join(old).join("backup_complete.ignore"),
+            "",
+        )
+        .unwrap();
+    }
+    let k = Cluster::start(
+        vec![pod("vm-0", "victoria-metrics", json!({}))],
+        vec![exec("vm-0", &[], Vec::new())],
+    );
+    let repo = Repo::new();
+    let dst = format!("fs://{}", root.display());
+    let data = vm.data_path().display().to_string();
+    let url = vm.url();
+    let target = [
+        "-e",
+        "vmbackup",
+        "-c",
+        "vm",
+        "--container",
+        "vm-0",
+        "--vm-url",
+        url.as_str(),
+        "--storage-data-path",
+        data.as_str(),
+        "--dst",
+        dst.as_str(),
+    ];
+    let mut backup = vec![
+        "backup".to_string(),
+        "-o".into(),
+        "json".into(),
+        "--kubeconfig".into(),
+        k.kubeconfig.display().to_string(),
+        "-n".into(),
+        NS.into(),
+    ];
+    backup.extend(target.iter().map(|s| s.to_string()));
+    backup.extend(["--keep-daily".to_string(), "2".into()]);
+    let out = run_ok(&backup);
+    assert_eq!(
+        envelope(&out)["data"]["expired"],
+        json!(["daily/2020-01-01"])
+    );
+    assert!(root.join("latest/backup_complete.ignore").exists());
+    assert!(!root.join("daily/2020-01-01").exists());
+    assert!(root.join("daily/2020-01-02").exists());
+    // vmbackup and the retention listing ran in the pod, not here.
+    let pods = exec_pods(&k.exec_requests());
+    assert!(
+        pods.len() >= 3 && pods.iter().all(|p| p == "vm-0"),
+        "{pods:?}"
+    );
+    assert_role_allows("hasteward-backup", &k.sim.requests());
+
+    let mut restore = k.args("restore", &repo, &target);
+    restore.push("--force".into());
+    let (code, out, err) = run(&restore, None);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("init container"), "{err}");
+}
