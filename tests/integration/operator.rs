@@ -1653,3 +1653,142 @@ fn a_scheduled_sync_copies_into_a_repository_with_its_own_password_once() {
     op.stop(&rt);
     assert_operator_rbac(&sim);
 }
+
+#[test]
+fn vault_and_victoriametrics_standalone_databases_are_backed_up_on_their_schedules() {
+    use crate::triage::pod;
+    let bao = hasteward_testkit::OpenBao::start();
+    bao.kv_put("app", "pw", "scheduled-vault-value");
+    let token = std::fs::read_to_string(bao.token_file())
+        .unwrap()
+        .trim()
+        .to_string();
+    let vm = hasteward_testkit::VictoriaMetrics::start();
+    let now_ms = Utc::now().timestamp_millis();
+    vm.import_prometheus(&format!(
+        "probe{{job=\"a\"}} 1 {t}\nprobe{{job=\"b\"}} 2 {t}\n",
+        t = now_ms - 300_000
+    ));
+    let root = vm.dir().join("vmbackups");
+    std::fs::create_dir_all(root.join("daily/2020-01-01")).unwrap();
+    std::fs::write(root.join("daily/2020-01-01/backup_complete.ignore"), "").unwrap();
+    let dst = format!("fs://{}", root.display());
+    let repo = Repo::new();
+    let sdb = |name: &str, spec: Value| {
+        json!({"apiVersion": API, "kind": "StandaloneDatabase",
+               "metadata": {"name": name, "namespace": NS}, "spec": spec})
+    };
+    let vm_spec = |retention: Value| {
+        json!({
+            "dbType": "victoriametrics",
+            "target": {"pod": {"name": "vm-0"}},
+            "vmbackup": {"storageDataPath": vm.data_path().display().to_string(),
+                         "dst": dst, "url": vm.url()},
+            "schedule": {"backup": "0 2 * * *"},
+            "retention": retention
+        })
+    };
+    let (sim, _dir, kubeconfig) = simulator_with_exec(
+        vec![
+            repo_password_secret(&repo),
+            repository("local", &repo),
+            secret("vault-token", "token", &token),
+            pod("vault-0", "openbao", json!({}), true),
+            pod("vm-0", "victoria-metrics", json!({}), true),
+            sdb(
+                "vault",
+                json!({"dbType": "vault", "target": {"pod": {"name": "vault-0"}},
+                       "credentials": {"secretName": "vault-token"},
+                       "schedule": {"backup": "0 2 * * *"}, "repositories": ["local"]}),
+            ),
+            sdb("vm", vm_spec(json!({"keepDaily": 1}))),
+            sdb("vm-bad", vm_spec(json!({"keepLast": 3}))),
+        ],
+        vec![
+            hasteward_kubesim::PodExec {
+                namespace: NS.into(),
+                pod: "vault-0".into(),
+                env: [("BAO_ADDR".to_string(), bao.addr())].into(),
+                path_prepend: vec![bao.bao().parent().unwrap().to_path_buf()],
+                ..Default::default()
+            },
+            hasteward_kubesim::PodExec {
+                namespace: NS.into(),
+                pod: "vm-0".into(),
+                ..Default::default()
+            },
+        ],
+    );
+    let rt = runtime();
+    let clock = Arc::new(ManualClock::new(at("2026-11-23T01:59:00Z")));
+    let op = start_replica(&rt, &kubeconfig, "op-a", clock.clone());
+    wait_for(
+        "both scheduled, the bad one refused",
+        Duration::from_secs(30),
+        || {
+            ["vault", "vm"].iter().all(|n| {
+                status_of(&sim, "standalonedatabases", Some(NS), n)["nextBackup"]
+                    == "2026-11-23T02:00:00Z"
+            }) && condition(
+                &status_of(&sim, "standalonedatabases", Some(NS), "vm-bad"),
+                "Ready",
+            )
+            .is_some_and(|c| c["status"] == "False")
+        },
+    );
+    let bad = status_of(&sim, "standalonedatabases", Some(NS), "vm-bad");
+    let ready = condition(&bad, "Ready").unwrap();
+    assert_eq!(ready["reason"], "InvalidRetention", "{bad}");
+    let s = status_of(&sim, "standalonedatabases", Some(NS), "vm");
+    assert!(
+        condition(&s, "Ready").unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains(&dst),
+        "{s}"
+    );
+
+    clock.set(at("2026-11-23T02:00:00Z"));
+    wait_for("both backups to end", Duration::from_secs(120), || {
+        ["vault", "vm"].iter().all(|n| {
+            status_of(&sim, "standalonedatabases", Some(NS), n)["lastBackupResult"].is_string()
+        })
+    });
+
+    // Vault: one raft snapshot in the repository, from the pod, with the token from the Secret.
+    let s = status_of(&sim, "standalonedatabases", Some(NS), "vault");
+    assert_eq!(s["lastBackupResult"], "success", "{s}");
+    let snaps = repo.snapshots();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert_eq!(snaps[0]["paths"][0], "/db/vault/raft.snap");
+    assert!(snaps[0]["tags"].to_string().contains("engine=vault"));
+    let id = snaps[0]["short_id"].as_str().unwrap();
+    assert_eq!(s["lastSnapshots"], json!([format!("local:{id}")]), "{s}");
+
+    // VictoriaMetrics: latest and today's daily generation, the old daily one let go.
+    let s = status_of(&sim, "standalonedatabases", Some(NS), "vm");
+    assert_eq!(s["lastBackupResult"], "success", "{s}");
+    let today = Utc::now().format("daily/%Y-%m-%d").to_string();
+    assert_eq!(
+        s["lastSnapshots"],
+        json!([format!("{dst}:latest+{today}")]),
+        "{s}"
+    );
+    assert!(root.join("latest/backup_complete.ignore").exists());
+    assert!(root.join(&today).join("backup_complete.ignore").exists());
+    assert!(!root.join("daily/2020-01-01").exists());
+    assert_eq!(events(&sim, "vm", "BackupSucceeded").len(), 1);
+    let series = format!(
+        "hasteward_backup_total{{cluster=\"vm\",engine=\"standalone\",namespace=\"db\",repository=\"{dst}\",status=\"success\"}}"
+    );
+    assert_eq!(metric(op.addr, &series), Some(1.0));
+    let retention = series.replace("backup_total", "retention_total");
+    assert_eq!(metric(op.addr, &retention), Some(1.0));
+    // The destination is not a BackupRepository: nothing was patched under its name.
+    assert!(!sim
+        .requests()
+        .iter()
+        .any(|r| r.path.contains("backuprepositories") && r.path.contains("vmbackups")));
+    op.stop(&rt);
+    assert_operator_rbac(&sim);
+}

@@ -92,9 +92,34 @@ pub async fn backup(cli: &Cli, a: &BackupArgs, rep: &mut Reporter) -> Result<Exi
     if a.dry_run {
         return with_vm!(&server, s => backup_plan(s, &dst, &keep, &a.vm_dst, rep).await);
     }
-    let result = with_vm!(&server, s => {
-        let st = store(s.runner(), &dst, &a.vm_dst)?;
-        rep.step("vmbackup", vmbackup::backup(s, &dst, &keep, &st, Utc::now())).await?
+    let (result, expired) = with_vm!(&server, s => {
+        let result = rep
+            .step("vmbackup", vmbackup::backup(s, &dst, &keep, Utc::now()))
+            .await?;
+        let expired = if keep.is_empty() {
+            Vec::new()
+        } else {
+            let st = store(s.runner(), &dst, &a.vm_dst)?;
+            match rep.step("retention", vmbackup::apply_retention(&st, &keep)).await {
+                Ok(e) => e,
+                Err(e) => {
+                    let written: Vec<&str> =
+                        result.generations.iter().map(|g| g.name.as_str()).collect();
+                    return Ok(rep.fail(
+                        ExitCode::Partial,
+                        e.code(),
+                        &format!(
+                            "generations {} written to {}, then retention failed: {e}",
+                            written.join(", "),
+                            dst.as_str()
+                        ),
+                        e.is_transient(),
+                        serde_json::to_value(&result).unwrap_or_default(),
+                    ));
+                }
+            }
+        };
+        (result, expired)
     });
     let text = format!(
         "backed up {} to {}: {} in {:.1}s{}",
@@ -107,13 +132,15 @@ pub async fn backup(cli: &Cli, a: &BackupArgs, rep: &mut Reporter) -> Result<Exi
             .collect::<Vec<_>>()
             .join(", "),
         result.duration_ms as f64 / 1000.0,
-        if result.expired.is_empty() {
+        if expired.is_empty() {
             String::new()
         } else {
-            format!("; deleted {}", result.expired.join(", "))
+            format!("; deleted {}", expired.join(", "))
         }
     );
-    Ok(rep.succeed(serde_json::to_value(&result).unwrap_or_default(), &text))
+    let mut data = serde_json::to_value(&result).unwrap_or_default();
+    data["expired"] = json!(expired);
+    Ok(rep.succeed(data, &text))
 }
 
 async fn backup_plan<R: Runner>(

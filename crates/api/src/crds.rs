@@ -118,7 +118,14 @@ mod tests {
         assert!(required.contains(&&serde_json::json!("dbType")), "{spec}");
         assert_eq!(
             spec["properties"]["dbType"]["enum"],
-            serde_json::json!(["postgres", "mysql", "mariadb", "mongo"])
+            serde_json::json!([
+                "postgres",
+                "mysql",
+                "mariadb",
+                "mongo",
+                "vault",
+                "victoriametrics"
+            ])
         );
         let policy = &docs[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
             ["spec"]["properties"];

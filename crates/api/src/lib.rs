@@ -27,6 +27,7 @@ pub use repository::{
 pub use standalone::{
     DatabaseTarget, HostTargetSpec, PodTargetSpec, ScheduleSpec, StandaloneCredentials,
     StandaloneDatabase, StandaloneDatabaseSpec, StandaloneDatabaseStatus, StandaloneDbType,
+    VaultSpec, VmBackupSpec,
 };
 
 /// The API group of every hasteward resource and annotation.

@@ -21,13 +21,60 @@ pub enum StandaloneDbType {
     Mariadb,
     /// MongoDB (`mongodump --archive`).
     Mongo,
+    /// Vault or OpenBao with integrated (raft) storage: its raft snapshot, streamed into the
+    /// repositories. A host target's `address` is the API URL.
+    Vault,
+    /// VictoriaMetrics single-node: `vmbackup` into `vmbackup.dst` (no restic repository);
+    /// generations kept by `retention.keepHourly/keepDaily/keepWeekly/keepMonthly`.
+    Victoriametrics,
+}
+
+/// Vault/OpenBao settings (`dbType: vault`). The token comes from `credentials.secretName`
+/// (key `credentials.passwordKey`, default `token`); a pod target uses the container's
+/// `VAULT_ADDR`/`BAO_ADDR`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultSpec {
+    /// CA certificate (PEM) path where the CLI runs (the operator's pod for host targets, the
+    /// server's container for pod targets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
+}
+
+/// VictoriaMetrics settings (`dbType: victoriametrics`). The tools run in the target pod's
+/// container (vmbackup must be in its image, e.g. the `vmutils` sidecar), or in the operator's
+/// pod for a host target (which must then see the storage directory).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VmBackupSpec {
+    /// The server's `-storageDataPath` where the tools run.
+    #[schemars(length(min = 1))]
+    pub storage_data_path: String,
+    /// The destination: `fs:///DIR`, `s3://BUCKET/PREFIX`, `gs://…` or `azblob://…`.
+    #[schemars(length(min = 1))]
+    pub dst: String,
+    /// The HTTP address as seen where the tools run (default `http://127.0.0.1:8428` for pod
+    /// targets; a host target's `address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// vmbackup's `-credsFilePath` where it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<String>,
+    /// vmbackup's `-customS3Endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint: Option<String>,
+    /// A Secret (keys `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`) the operator lists and
+    /// deletes `s3://` generations with, for retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_credentials_secret: Option<String>,
 }
 
 /// A server reached over TCP from the operator's pod.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HostTargetSpec {
-    /// Host name or address, e.g. `pg.db.svc`.
+    /// Host name or address, e.g. `pg.db.svc`; for `vault` and `victoriametrics` the API URL,
+    /// e.g. `https://vault.vault.svc:8200`.
     #[schemars(length(min = 1))]
     pub address: String,
     /// Port (default: the database type's).
@@ -74,7 +121,7 @@ pub struct StandaloneCredentials {
     /// A Secret in the resource's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-    /// The Secret's key holding the password (default `password`).
+    /// The Secret's key holding the password (default `password`; `token` for `vault`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_key: Option<String>,
 }
@@ -157,6 +204,12 @@ pub struct StandaloneDatabaseSpec {
     /// Scheduled restore drills (override the policy's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill: Option<DrillSpec>,
+    /// Vault/OpenBao settings (`dbType: vault`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<VaultSpec>,
+    /// VictoriaMetrics settings (`dbType: victoriametrics`; required there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmbackup: Option<VmBackupSpec>,
 }
 
 /// What the operator last did for the database.

@@ -53,6 +53,8 @@ fn main() {
                 repositories: vec![],
                 suspend: None,
                 drill: None,
+                vault: None,
+                vmbackup: None,
             },
             last_backup: None,
             last_drill: None,

@@ -476,6 +476,7 @@ fn backup_settings(
     e: Effective<'_>,
     inputs: &Inputs,
     problems: &mut Vec<Problem>,
+    destination: Option<&str>,
 ) -> Option<BackupSettings> {
     let Some(expr) = e.schedule else {
         problems.push(problem(
@@ -491,6 +492,15 @@ fn backup_settings(
             return None;
         }
     };
+    if let Some(dst) = destination {
+        // vmbackup writes to its own destination: no restic repository is involved.
+        return Some(BackupSettings {
+            schedule,
+            jitter: jitter(&e.key, e.jitter_seconds),
+            repositories: vec![dst.to_string()],
+            retention: e.retention.as_ref().and_then(keep_policy),
+        });
+    }
     if e.repositories.is_empty() {
         problems.push(problem(
             "NoRepository",
@@ -600,17 +610,24 @@ fn resolve_standalone(db: &StandaloneInput, inputs: &Inputs) -> DatabaseTarget {
             .or_else(|| policy.and_then(|p| p.retention.clone())),
     };
     let repositories = effective.repositories.clone();
-    let backup = backup_settings(effective, inputs, &mut target.problems);
+    let destination = engine_problems(&db.spec, effective.retention.as_ref(), &mut target.problems);
+    let backup = backup_settings(
+        effective,
+        inputs,
+        &mut target.problems,
+        destination.as_deref(),
+    );
     let drill = db
         .spec
         .drill
         .as_ref()
         .or(policy.and_then(|p| p.drill.as_ref()));
     let drill = drill.and_then(|d| {
-        if db.spec.db_type == hasteward_api::StandaloneDbType::Mongo {
+        use hasteward_api::StandaloneDbType as T;
+        if matches!(db.spec.db_type, T::Mongo | T::Vault | T::Victoriametrics) {
             target.problems.push(problem(
                 "InvalidDrill",
-                "restore drills run PostgreSQL, MariaDB and MySQL, not mongo: remove `drill`",
+                "restore drills run PostgreSQL, MariaDB and MySQL, not mongo, vault or victoriametrics: remove `drill`",
             ));
             return None;
         }
@@ -635,6 +652,82 @@ fn resolve_standalone(db: &StandaloneInput, inputs: &Inputs) -> DatabaseTarget {
         target.drill = drill;
     }
     target
+}
+
+/// Checks the engine-specific settings of Vault and VictoriaMetrics targets; returns the
+/// vmbackup destination, which replaces the repositories for `victoriametrics`.
+fn engine_problems(
+    spec: &StandaloneDatabaseSpec,
+    retention: Option<&Retention>,
+    problems: &mut Vec<Problem>,
+) -> Option<String> {
+    use hasteward_api::StandaloneDbType as T;
+    if spec.vault.is_some() && spec.db_type != T::Vault {
+        problems.push(problem(
+            "InvalidTarget",
+            "spec.vault applies to dbType vault only",
+        ));
+    }
+    if spec.vmbackup.is_some() && spec.db_type != T::Victoriametrics {
+        problems.push(problem(
+            "InvalidTarget",
+            "spec.vmbackup applies to dbType victoriametrics only",
+        ));
+    }
+    match spec.db_type {
+        T::Vault => {
+            if let Some(host) = &spec.target.host {
+                let c = hasteward_engines::vault::Connection {
+                    address: Some(host.address.clone()),
+                    ca_cert: None,
+                };
+                if c.validate().is_err() {
+                    problems.push(problem(
+                        "InvalidTarget",
+                        format!(
+                            "spec.target.host.address `{}` must be the Vault API URL, e.g. https://vault.vault.svc:8200",
+                            host.address
+                        ),
+                    ));
+                }
+            }
+            None
+        }
+        T::Victoriametrics => {
+            let Some(vm) = &spec.vmbackup else {
+                problems.push(problem(
+                    "InvalidTarget",
+                    "dbType victoriametrics needs spec.vmbackup (storageDataPath, dst)",
+                ));
+                return None;
+            };
+            if !spec.repositories.is_empty() {
+                problems.push(problem(
+                    "InvalidTarget",
+                    "victoriametrics backs up into spec.vmbackup.dst, not restic repositories: remove spec.repositories",
+                ));
+            }
+            if let Err(e) = hasteward_engines::vmbackup::Destination::parse(&vm.dst) {
+                problems.push(problem("InvalidTarget", format!("spec.vmbackup.dst: {e}")));
+            }
+            if !vm.storage_data_path.starts_with('/') {
+                problems.push(problem(
+                    "InvalidTarget",
+                    "spec.vmbackup.storageDataPath must be an absolute directory",
+                ));
+            }
+            if let Some(r) = retention {
+                if r.keep_last.is_some() || r.keep_yearly.is_some() || r.keep_within.is_some() {
+                    problems.push(problem(
+                        "InvalidRetention",
+                        "victoriametrics generations are kept by keepHourly, keepDaily, keepWeekly and keepMonthly only",
+                    ));
+                }
+            }
+            Some(vm.dst.clone())
+        }
+        _ => None,
+    }
 }
 
 fn drill_settings(
@@ -781,7 +874,7 @@ fn resolve_annotated(obj: &AnnotatedInput, inputs: &Inputs) -> Option<DatabaseTa
         },
     };
     let backup = if has_backup_schedule {
-        backup_settings(effective, inputs, &mut target.problems)
+        backup_settings(effective, inputs, &mut target.problems, None)
     } else {
         None
     };
@@ -884,6 +977,8 @@ mod tests {
                 repositories: vec![],
                 suspend: None,
                 drill: None,
+                vault: None,
+                vmbackup: None,
             },
             last_backup: None,
             last_drill: None,
@@ -1222,5 +1317,78 @@ mod tests {
             .problems
             .iter()
             .any(|p| p.message.starts_with("drill.schedule")));
+    }
+
+    #[test]
+    fn vault_and_victoriametrics_targets_are_checked_and_victoriametrics_needs_no_repository() {
+        use hasteward_api::{HostTargetSpec, VmBackupSpec};
+        let schedule = Some(ScheduleSpec {
+            backup: "@daily".into(),
+            ..ScheduleSpec::default()
+        });
+        let mut vault = sdb("vault", None);
+        vault.spec.db_type = StandaloneDbType::Vault;
+        vault.spec.schedule = schedule.clone();
+        vault.spec.repositories = vec!["local".into()];
+        let mut bad_vault = vault.clone();
+        bad_vault.name = "bad-vault".into();
+        bad_vault.spec.target = TargetSpec {
+            host: Some(HostTargetSpec {
+                address: "vault.svc".into(),
+                port: None,
+            }),
+            ..TargetSpec::default()
+        };
+        let mut vm = sdb("vm", None);
+        vm.spec.db_type = StandaloneDbType::Victoriametrics;
+        vm.spec.schedule = schedule;
+        vm.spec.vmbackup = Some(VmBackupSpec {
+            storage_data_path: "/storage".into(),
+            dst: "s3://bucket/vm".into(),
+            ..VmBackupSpec::default()
+        });
+        vm.spec.retention = Some(Retention {
+            keep_daily: Some(7),
+            ..Retention::default()
+        });
+        let mut no_spec = vm.clone();
+        no_spec.name = "no-spec".into();
+        no_spec.spec.vmbackup = None;
+        let mut with_repo = vm.clone();
+        with_repo.name = "with-repo".into();
+        with_repo.spec.repositories = vec!["r1".into()];
+        let mut bad_dst = vm.clone();
+        bad_dst.name = "bad-dst".into();
+        bad_dst.spec.vmbackup.as_mut().unwrap().dst = "/backups".into();
+        let mut inputs = inputs();
+        inputs.standalone = vec![vault, bad_vault, vm, no_spec, with_repo, bad_dst];
+        let d = resolve(&inputs);
+        let by = |n: &str| d.databases.iter().find(|t| t.name == n).unwrap();
+        assert!(
+            by("vault").problems.is_empty(),
+            "{:?}",
+            by("vault").problems
+        );
+        assert!(by("vault").backup.is_some());
+        let b = by("vm")
+            .backup
+            .as_ref()
+            .expect("scheduled without a repository");
+        assert_eq!(b.repositories, vec!["s3://bucket/vm".to_string()]);
+        assert_eq!(b.retention.as_ref().unwrap().keep_daily, Some(7));
+        for (name, needle) in [
+            ("bad-vault", "Vault API URL"),
+            ("no-spec", "needs spec.vmbackup"),
+            ("with-repo", "remove spec.repositories"),
+            ("bad-dst", "spec.vmbackup.dst"),
+        ] {
+            let t = by(name);
+            assert!(t.backup.is_none(), "{name} was scheduled");
+            assert!(
+                t.problems.iter().any(|p| p.message.contains(needle)),
+                "{name}: {:?}",
+                t.problems
+            );
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hasteward_api::{BackupRepositorySpec, StandaloneDatabaseSpec, StandaloneDbType};
-use hasteward_engines::flows::{self, BackupResult, PruneResult, StreamSettings};
+use hasteward_engines::flows::{self, PruneResult, StreamSettings};
 use hasteward_engines::pod::{cnpg, galera, PodAuth, PodDatabase};
 use hasteward_engines::repository::{
     check, rotating_subset, with_lock_retry, CheckResult, LockWait,
@@ -18,8 +18,12 @@ use hasteward_engines::repository::{
 use hasteward_engines::secrets::SecretFiles;
 use hasteward_engines::standalone::{HostEndpoint, HostTarget};
 use hasteward_engines::target::Target;
+use hasteward_engines::vault::{self, VaultServer};
+use hasteward_engines::vmbackup::{
+    self, store::AnyStore, Destination, Keep, ToolOptions, VmServer,
+};
 use hasteward_engines::Error;
-use hasteward_exec::CancellationToken;
+use hasteward_exec::{CancellationToken, LocalRunner, Runner};
 use hasteward_k8s::{Kube, PodRunner};
 use hasteward_model::{DbType, Engine, SnapshotKind, SnapshotLabels};
 use hasteward_restic::{Credentials, Restic, SnapshotFilter};
@@ -92,15 +96,26 @@ pub struct RunEnv {
     pub queue: Arc<RepositoryQueue>,
 }
 
-/// The outcome of a backup into one repository.
+/// What one destination holds after a successful backup.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    /// The snapshot's short id, or the vmbackup generations written (`latest+daily/…`).
+    pub id: String,
+    /// Bytes streamed (restic snapshots; vmbackup does not say).
+    pub bytes: Option<u64>,
+}
+
+/// The outcome of a backup into one repository (or one vmbackup destination).
 #[derive(Debug)]
 pub struct RepositoryBackup {
-    /// The repository's name.
+    /// The repository's name, or the vmbackup destination URL.
     pub repository: String,
+    /// A vmbackup destination rather than a `BackupRepository`.
+    pub destination: bool,
     /// The backup.
-    pub backup: Result<BackupResult, Error>,
+    pub backup: Result<Saved, Error>,
     /// Retention afterwards (`None`: no policy, or the backup failed).
-    pub retention: Option<Result<PruneResult, Error>>,
+    pub retention: Option<Result<(), Error>>,
     /// Snapshots in the repository afterwards, when they could be counted.
     pub snapshot_count: Option<u64>,
     /// Seconds this repository took.
@@ -218,12 +233,14 @@ async fn open_with(
     .await?)
 }
 
-fn db_type(t: StandaloneDbType) -> DbType {
+/// The database type of a dumped engine; `None` for Vault and VictoriaMetrics.
+fn db_type(t: StandaloneDbType) -> Option<DbType> {
     match t {
-        StandaloneDbType::Postgres => DbType::Postgres,
-        StandaloneDbType::Mysql => DbType::Mysql,
-        StandaloneDbType::Mariadb => DbType::Mariadb,
-        StandaloneDbType::Mongo => DbType::Mongo,
+        StandaloneDbType::Postgres => Some(DbType::Postgres),
+        StandaloneDbType::Mysql => Some(DbType::Mysql),
+        StandaloneDbType::Mariadb => Some(DbType::Mariadb),
+        StandaloneDbType::Mongo => Some(DbType::Mongo),
+        StandaloneDbType::Vault | StandaloneDbType::Victoriametrics => None,
     }
 }
 
@@ -231,6 +248,19 @@ fn db_type(t: StandaloneDbType) -> DbType {
 enum Resolved {
     Host(HostEndpoint),
     Pod(PodDatabase<PodRunner>),
+    VaultHost(VaultServer<LocalRunner>),
+    VaultPod(VaultServer<PodRunner>),
+}
+
+/// The pod a pod or StatefulSet target names, and its container.
+fn pod_of(t: &hasteward_api::DatabaseTarget) -> Result<(String, Option<String>), Error> {
+    match (&t.pod, &t.stateful_set) {
+        (Some(p), _) => Ok((p.name.clone(), p.container.clone())),
+        (None, Some(s)) => Ok((format!("{}-0", s.name), s.container.clone())),
+        (None, None) => Err(Error::Usage(
+            "spec.target sets none of host, pod, statefulSet".into(),
+        )),
+    }
 }
 
 async fn resolve_standalone(
@@ -239,16 +269,54 @@ async fn resolve_standalone(
     spec: &StandaloneDatabaseSpec,
     files: &SecretFiles,
 ) -> Result<Resolved, Error> {
-    let db = db_type(spec.db_type);
     let creds = spec.credentials.clone().unwrap_or_default();
+    let default_key = if spec.db_type == StandaloneDbType::Vault {
+        "token"
+    } else {
+        "password"
+    };
     let password = match &creds.secret_name {
         Some(secret) => {
-            let key = creds.password_key.as_deref().unwrap_or("password");
+            let key = creds.password_key.as_deref().unwrap_or(default_key);
             Some(env.kube.secret_value(namespace, secret, key).await?)
         }
         None => None,
     };
     let t = &spec.target;
+    let Some(db) = db_type(spec.db_type) else {
+        let token = password
+            .map(|p| vault::Token::new(p.expose()))
+            .transpose()?;
+        let ca_cert = spec.vault.as_ref().and_then(|v| v.ca_cert.clone());
+        if let Some(host) = &t.host {
+            let connection = vault::Connection {
+                address: Some(host.address.clone()),
+                ca_cert,
+            };
+            return Ok(Resolved::VaultHost(VaultServer::new(
+                LocalRunner,
+                host.address.clone(),
+                connection,
+                token,
+            )?));
+        }
+        let (pod, container) = pod_of(t)?;
+        let runner = hasteward_engines::pod::standalone::pod_runner(
+            &env.kube,
+            namespace,
+            &pod,
+            container.as_deref(),
+        )
+        .await?;
+        let location = runner.location();
+        let connection = vault::Connection {
+            address: None,
+            ca_cert,
+        };
+        return Ok(Resolved::VaultPod(VaultServer::new(
+            runner, location, connection, token,
+        )?));
+    };
     if let Some(host) = &t.host {
         let password_file = match &password {
             Some(p) => Some(files.file("db-password", p.expose())?),
@@ -266,15 +334,7 @@ async fn resolve_standalone(
         };
         return Ok(Resolved::Host(HostEndpoint::prepare(&target)?));
     }
-    let (pod, container) = match (&t.pod, &t.stateful_set) {
-        (Some(p), _) => (p.name.clone(), p.container.clone()),
-        (None, Some(s)) => (format!("{}-0", s.name), s.container.clone()),
-        (None, None) => {
-            return Err(Error::Usage(
-                "spec.target sets none of host, pod, statefulSet".into(),
-            ))
-        }
-    };
+    let (pod, container) = pod_of(t)?;
     let auth = match password {
         Some(p) => PodAuth::Password(p.expose().to_string()),
         None => PodAuth::Container,
@@ -296,24 +356,24 @@ async fn resolve_standalone(
 /// The labels every snapshot of this target gets.
 pub fn labels(target: &DatabaseTarget) -> SnapshotLabels {
     let (engine, db) = match target.engine {
-        TargetEngine::Standalone => (
-            Engine::Standalone,
-            target
-                .standalone
-                .as_ref()
-                .map(|s| db_type(s.db_type))
-                .unwrap_or(DbType::Postgres),
-        ),
-        TargetEngine::Cnpg => (Engine::Cnpg, DbType::Postgres),
-        TargetEngine::Galera => (Engine::Galera, DbType::Mariadb),
+        TargetEngine::Standalone => match target.standalone.as_ref().map(|s| s.db_type) {
+            Some(StandaloneDbType::Vault) => (Engine::Vault, None),
+            Some(StandaloneDbType::Victoriametrics) => (Engine::Vmbackup, None),
+            Some(t) => (Engine::Standalone, db_type(t)),
+            None => (Engine::Standalone, Some(DbType::Postgres)),
+        },
+        TargetEngine::Cnpg => (Engine::Cnpg, Some(DbType::Postgres)),
+        TargetEngine::Galera => (Engine::Galera, Some(DbType::Mariadb)),
     };
     SnapshotLabels {
         engine,
         cluster: target.name.clone(),
         namespace: target.namespace.clone(),
         kind: SnapshotKind::Backup,
-        db_type: Some(db),
-        file: db.dump_file().to_string(),
+        db_type: db,
+        file: db
+            .map_or(vault::SNAPSHOT_FILE, |d| d.dump_file())
+            .to_string(),
         database: None,
         job: None,
     }
@@ -341,6 +401,20 @@ pub async fn backup(
             return outcome;
         }
     };
+    if let Some(spec) = target
+        .standalone
+        .as_ref()
+        .filter(|s| s.db_type == StandaloneDbType::Victoriametrics)
+    {
+        let entry = backup_victoriametrics(env, &target.namespace, spec, settings, &files).await;
+        match entry {
+            Ok(entry) => outcome.repositories.push(entry),
+            Err(e) => outcome.target_error = Some(e),
+        }
+        outcome.seconds = started.elapsed().as_secs_f64();
+        outcome.ended = Utc::now();
+        return outcome;
+    }
     let resolved = match target.engine {
         TargetEngine::Standalone => match &target.standalone {
             Some(spec) => resolve_standalone(env, &target.namespace, spec, &files).await,
@@ -367,6 +441,7 @@ pub async fn backup(
         if cancel.is_cancelled() {
             outcome.repositories.push(RepositoryBackup {
                 repository: name.clone(),
+                destination: false,
                 backup: Err(Error::Cancelled("stopped before it started".into())),
                 retention: None,
                 snapshot_count: None,
@@ -380,6 +455,12 @@ pub async fn backup(
                 backup_one(env, name, spec, t, &labels, settings, &files, cancel).await
             }
             Resolved::Pod(t) => {
+                backup_one(env, name, spec, t, &labels, settings, &files, cancel).await
+            }
+            Resolved::VaultHost(t) => {
+                backup_one(env, name, spec, t, &labels, settings, &files, cancel).await
+            }
+            Resolved::VaultPod(t) => {
                 backup_one(env, name, spec, t, &labels, settings, &files, cancel).await
             }
         };
@@ -405,6 +486,7 @@ async fn backup_one<T: Target>(
 ) -> RepositoryBackup {
     let mut entry = RepositoryBackup {
         repository: name.to_string(),
+        destination: false,
         backup: Err(Error::Cancelled("stopped before it started".into())),
         retention: None,
         snapshot_count: None,
@@ -427,7 +509,12 @@ async fn backup_one<T: Target>(
             entry.backup = Err(cancelled_waiting(name));
             return entry;
         };
-        entry.backup = flows::backup(&restic, target, labels, &stream).await;
+        entry.backup = flows::backup(&restic, target, labels, &stream)
+            .await
+            .map(|b| Saved {
+                id: b.short_id,
+                bytes: Some(b.bytes),
+            });
     }
     if entry.backup.is_err() {
         return entry;
@@ -452,12 +539,11 @@ async fn backup_one<T: Target>(
                 Err(e) => Err(e),
                 Ok(maintainer) => match env.queue.exclusive(name, cancel).await {
                     None => Err(cancelled_waiting(name)),
-                    Some(_exclusive) => {
-                        with_lock_retry(&maintainer, &wait, || {
-                            flows::prune(&maintainer, tags.clone(), policy, false)
-                        })
-                        .await
-                    }
+                    Some(_exclusive) => with_lock_retry(&maintainer, &wait, || {
+                        flows::prune(&maintainer, tags.clone(), policy, false)
+                    })
+                    .await
+                    .map(|_| ()),
                 },
             },
         );
@@ -468,6 +554,126 @@ async fn backup_one<T: Target>(
         .ok()
         .map(|s| s.len() as u64);
     entry
+}
+
+/// A scheduled vmbackup run: the generations the retention asks for, then retention there.
+async fn backup_victoriametrics(
+    env: &RunEnv,
+    namespace: &str,
+    spec: &StandaloneDatabaseSpec,
+    settings: &BackupSettings,
+    files: &SecretFiles,
+) -> Result<RepositoryBackup, Error> {
+    let vm = spec
+        .vmbackup
+        .as_ref()
+        .ok_or_else(|| Error::Usage("dbType victoriametrics needs spec.vmbackup".into()))?;
+    let dst = Destination::parse(&vm.dst)?;
+    let keep = settings
+        .retention
+        .as_ref()
+        .map(|k| Keep {
+            hourly: k.keep_hourly,
+            daily: k.keep_daily,
+            weekly: k.keep_weekly,
+            monthly: k.keep_monthly,
+        })
+        .unwrap_or_default();
+    let options = ToolOptions {
+        credentials_file: vm.credentials_file.clone(),
+        s3_endpoint: vm.s3_endpoint.clone(),
+    };
+    // The operator's own S3 calls (retention) use the Secret's keys, as a credentials file.
+    let store_credentials = match &vm.s3_credentials_secret {
+        Some(secret) => {
+            let id = env
+                .kube
+                .secret_value(namespace, secret, "AWS_ACCESS_KEY_ID")
+                .await?;
+            let key = env
+                .kube
+                .secret_value(namespace, secret, "AWS_SECRET_ACCESS_KEY")
+                .await?;
+            let text = format!(
+                "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+                id.expose(),
+                key.expose()
+            );
+            Some(files.file("s3-credentials", &text)?.display().to_string())
+        }
+        None => None,
+    };
+    let t = &spec.target;
+    if let Some(host) = &t.host {
+        let url = vm.url.clone().unwrap_or_else(|| host.address.clone());
+        let server = VmServer::new(
+            LocalRunner,
+            url.clone(),
+            &url,
+            &vm.storage_data_path,
+            options,
+            false,
+        )?;
+        return run_vmbackup(&server, &dst, &keep, store_credentials.as_deref(), vm).await;
+    }
+    let (pod, container) = pod_of(t)?;
+    let runner = hasteward_engines::pod::standalone::pod_runner(
+        &env.kube,
+        namespace,
+        &pod,
+        container.as_deref(),
+    )
+    .await?;
+    let location = runner.location();
+    let url = vm
+        .url
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:8428".into());
+    let server = VmServer::new(runner, location, &url, &vm.storage_data_path, options, true)?;
+    run_vmbackup(&server, &dst, &keep, store_credentials.as_deref(), vm).await
+}
+
+async fn run_vmbackup<R: Runner>(
+    server: &VmServer<R>,
+    dst: &Destination,
+    keep: &Keep,
+    store_credentials: Option<&str>,
+    vm: &hasteward_api::VmBackupSpec,
+) -> Result<RepositoryBackup, Error> {
+    let started = Instant::now();
+    let mut entry = RepositoryBackup {
+        repository: dst.as_str().to_string(),
+        destination: true,
+        backup: Err(Error::Cancelled("stopped before it started".into())),
+        retention: None,
+        snapshot_count: None,
+        seconds: 0.0,
+    };
+    entry.backup = vmbackup::backup(server, dst, keep, Utc::now())
+        .await
+        .map(|r| Saved {
+            id: r
+                .generations
+                .iter()
+                .map(|g| g.name.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+            bytes: None,
+        });
+    if entry.backup.is_ok() && !keep.is_empty() {
+        let store = AnyStore::new(
+            server.runner(),
+            dst,
+            store_credentials.or(vm.credentials_file.as_deref()),
+            vm.s3_endpoint.as_deref(),
+        );
+        entry.retention = Some(match store {
+            Ok(store) => vmbackup::apply_retention(&store, keep).await.map(|_| ()),
+            Err(e) => Err(e),
+        });
+    }
+    entry.seconds = started.elapsed().as_secs_f64();
+    Ok(entry)
 }
 
 /// The outcome of a scheduled check.

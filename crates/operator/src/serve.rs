@@ -1553,14 +1553,16 @@ async fn record_backup(
                 m.backup_last_duration
                     .with_label_values(&labels)
                     .set(r.seconds);
-                m.backup_size.with_label_values(&labels).set(b.bytes as f64);
+                if let Some(bytes) = b.bytes {
+                    m.backup_size.with_label_values(&labels).set(bytes as f64);
+                }
                 memory
                     .backup_series
                     .entry(t.key())
                     .or_insert_with(|| (target_labels(t), Default::default()))
                     .1
                     .insert(r.repository.clone());
-                snapshots.push(format!("{}:{}", r.repository, b.short_id));
+                snapshots.push(format!("{}:{}", r.repository, b.id));
             }
             Err(e) => {
                 m.backup_total
@@ -1586,6 +1588,10 @@ async fn record_backup(
             m.repository_snapshots
                 .with_label_values(&[r.repository.as_str()])
                 .set(n as f64);
+        }
+        if r.destination {
+            // A vmbackup destination, not a BackupRepository: nothing to patch.
+            continue;
         }
         // The repository's own health: a dump that failed says nothing about it, so only
         // restic's failures (and successes) set `ready` and `lastError` here.
@@ -1614,10 +1620,10 @@ async fn record_backup(
             .repositories
             .iter()
             .filter_map(|r| {
-                r.backup
-                    .as_ref()
-                    .ok()
-                    .map(|b| format!("{} in {} ({} bytes)", b.short_id, r.repository, b.bytes))
+                r.backup.as_ref().ok().map(|b| match b.bytes {
+                    Some(bytes) => format!("{} in {} ({bytes} bytes)", b.id, r.repository),
+                    None => format!("{} in {}", b.id, r.repository),
+                })
             })
             .collect();
         format!("snapshot {} in {:.1} s", sizes.join(", "), outcome.seconds)

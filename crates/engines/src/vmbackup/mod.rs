@@ -335,8 +335,6 @@ pub struct BackupResult {
     pub destination: String,
     /// Generations written, in order.
     pub generations: Vec<WrittenGeneration>,
-    /// Generations deleted by retention afterwards.
-    pub expired: Vec<String>,
     /// Wall time in milliseconds.
     pub duration_ms: u64,
 }
@@ -350,12 +348,13 @@ pub fn planned_generations(now: DateTime<Utc>, keep: &Keep) -> Vec<(String, Opti
     out
 }
 
-/// Runs vmbackup for every planned generation, then applies retention through `store`.
-pub async fn backup<R: Runner, S: store::GenerationStore>(
+/// Runs vmbackup for every planned generation (`latest` first; a failure stops the run). The
+/// caller applies retention afterwards ([`apply_retention`]), so a retention failure is told
+/// apart from a backup failure.
+pub async fn backup<R: Runner>(
     server: &VmServer<R>,
     dst: &Destination,
     keep: &Keep,
-    store: &S,
     now: DateTime<Utc>,
 ) -> Result<BackupResult> {
     let started = Instant::now();
@@ -388,15 +387,9 @@ pub async fn backup<R: Runner, S: store::GenerationStore>(
             seconds: t.elapsed().as_secs_f64(),
         });
     }
-    let expired = if keep.is_empty() {
-        Vec::new()
-    } else {
-        apply_retention(store, keep).await?
-    };
     Ok(BackupResult {
         destination: dst.as_str().to_string(),
         generations: written,
-        expired,
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }
