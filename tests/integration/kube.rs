@@ -98,15 +98,24 @@ impl Cluster {
 
     /// `hasteward SUBCOMMAND` against this cluster and `repo`, with `target` flags.
     fn args(&self, subcommand: &str, repo: &Repo, target: &[&str]) -> Vec<String> {
+        let mut args = self.json_args(subcommand, target);
+        args.drain(1..3);
+        args.extend(repo.args());
+        args
+    }
+
+    /// `hasteward SUBCOMMAND -o json` against this cluster, with `target` flags (no repository).
+    fn json_args(&self, subcommand: &str, target: &[&str]) -> Vec<String> {
         let mut args = vec![
             subcommand.to_string(),
+            "-o".into(),
+            "json".into(),
             "--kubeconfig".into(),
             self.kubeconfig.display().to_string(),
             "-n".into(),
             NS.into(),
         ];
         args.extend(target.iter().map(|s| s.to_string()));
-        args.extend(repo.args());
         args
     }
 
@@ -1009,17 +1018,7 @@ fn vault_in_a_pod_round_trips_with_the_token_from_a_secret_never_in_argv() {
     bao.wait_unsealed_leader();
     assert_eq!(bao.kv_get("app", "pw"), "one");
 
-    let mut triage = vec![
-        "triage".to_string(),
-        "-o".into(),
-        "json".into(),
-        "--kubeconfig".into(),
-        k.kubeconfig.display().to_string(),
-        "-n".into(),
-        NS.into(),
-    ];
-    triage.extend(target.iter().map(|s| s.to_string()));
-    let out = run_ok(&triage);
+    let out = run_ok(&k.json_args("triage", &target));
     let report = envelope(&out)["data"].clone();
     assert_eq!(report["verdict"], "healthy", "{report}");
     assert_eq!(report["namespace"], NS);
@@ -1073,16 +1072,7 @@ fn victoriametrics_in_a_pod_backs_up_with_retention_and_refuses_an_in_place_rest
         "--dst",
         dst.as_str(),
     ];
-    let mut backup = vec![
-        "backup".to_string(),
-        "-o".into(),
-        "json".into(),
-        "--kubeconfig".into(),
-        k.kubeconfig.display().to_string(),
-        "-n".into(),
-        NS.into(),
-    ];
-    backup.extend(target.iter().map(|s| s.to_string()));
+    let mut backup = k.json_args("backup", &target);
     backup.extend(["--keep-daily".to_string(), "2".into()]);
     let out = run_ok(&backup);
     assert_eq!(

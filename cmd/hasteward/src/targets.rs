@@ -162,6 +162,21 @@ pub async fn resolve(
     }
 }
 
+/// The exec runner of a `--container POD[/CONTAINER]` target (its container must be ready), and
+/// the client that found it.
+async fn pod_target(cli: &Cli, namespace: &str, spec: &str) -> Result<(Kube, PodRunner), Error> {
+    let (pod_name, container) = pod_and_container(spec)?;
+    let kube = kube(cli).await?;
+    let runner = hasteward_engines::pod::standalone::pod_runner(
+        &kube,
+        namespace,
+        &pod_name,
+        container.as_deref(),
+    )
+    .await?;
+    Ok((kube, runner))
+}
+
 /// The token for a Vault target: from a Secret (pod targets), a file, or none (the CLI's own).
 async fn vault_token(
     kube: Option<&Kube>,
@@ -237,16 +252,8 @@ pub async fn resolve_vault(
             )?))
         }
         Some(spec) => {
-            let (pod_name, container) = pod_and_container(spec)?;
-            let kube = kube(cli).await?;
+            let (kube, runner) = pod_target(cli, namespace, spec).await?;
             let token = vault_token(Some(&kube), namespace, pod, vault).await?;
-            let runner = hasteward_engines::pod::standalone::pod_runner(
-                &kube,
-                namespace,
-                &pod_name,
-                container.as_deref(),
-            )
-            .await?;
             let location = runner.location();
             Ok(Resolved::VaultPod(VaultServer::new(
                 runner, location, connection, token,
@@ -306,15 +313,7 @@ pub async fn resolve_vm(
             )?))
         }
         Some(spec) => {
-            let (pod_name, container) = pod_and_container(spec)?;
-            let kube = kube(cli).await?;
-            let runner = hasteward_engines::pod::standalone::pod_runner(
-                &kube,
-                namespace,
-                &pod_name,
-                container.as_deref(),
-            )
-            .await?;
+            let (_, runner) = pod_target(cli, namespace, spec).await?;
             let location = runner.location();
             Ok(VmResolved::Pod(Box::new(VmServer::new(
                 runner, location, &url, path, options, true,

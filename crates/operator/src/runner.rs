@@ -263,6 +263,17 @@ fn pod_of(t: &hasteward_api::DatabaseTarget) -> Result<(String, Option<String>),
     }
 }
 
+/// The exec runner of a pod or StatefulSet target's container.
+async fn target_pod_runner(
+    env: &RunEnv,
+    namespace: &str,
+    t: &hasteward_api::DatabaseTarget,
+) -> Result<PodRunner, Error> {
+    let (pod, container) = pod_of(t)?;
+    hasteward_engines::pod::standalone::pod_runner(&env.kube, namespace, &pod, container.as_deref())
+        .await
+}
+
 async fn resolve_standalone(
     env: &RunEnv,
     namespace: &str,
@@ -300,14 +311,7 @@ async fn resolve_standalone(
                 token,
             )?));
         }
-        let (pod, container) = pod_of(t)?;
-        let runner = hasteward_engines::pod::standalone::pod_runner(
-            &env.kube,
-            namespace,
-            &pod,
-            container.as_deref(),
-        )
-        .await?;
+        let runner = target_pod_runner(env, namespace, t).await?;
         let location = runner.location();
         let connection = vault::Connection {
             address: None,
@@ -616,14 +620,7 @@ async fn backup_victoriametrics(
         )?;
         return run_vmbackup(&server, &dst, &keep, store_credentials.as_deref(), vm).await;
     }
-    let (pod, container) = pod_of(t)?;
-    let runner = hasteward_engines::pod::standalone::pod_runner(
-        &env.kube,
-        namespace,
-        &pod,
-        container.as_deref(),
-    )
-    .await?;
+    let runner = target_pod_runner(env, namespace, t).await?;
     let location = runner.location();
     let url = vm
         .url
