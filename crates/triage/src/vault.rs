@@ -513,6 +513,7 @@ pub fn analyze(input: &VaultInput) -> Report {
     } else {
         Verdict::Healthy
     };
+    let safe = matches!(authority, Authority::Provable { .. });
     let next_command = diagnoses
         .iter()
         .find(|d| d.severity > Severity::Info)
@@ -523,7 +524,9 @@ pub fn analyze(input: &VaultInput) -> Report {
         cluster: input.cluster.clone(),
         verdict,
         authority,
-        safe_to_heal: false,
+        // Nothing here is repaired by hasteward, but restarting a failed follower is safe
+        // exactly when the leader is provable.
+        safe_to_heal: safe,
         operator_primary: None,
         instances,
         diagnoses,
