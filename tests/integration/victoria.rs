@@ -122,6 +122,13 @@ fn samples_come_back_after_backup_wipe_and_restore_with_retention_of_generations
     let plan = envelope(&out)["data"].clone();
     assert_eq!(plan["commands"].as_array().unwrap().len(), 2, "{plan}");
     assert!(
+        plan["commands"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("vmbackup -storageDataPath="),
+        "{plan}"
+    );
+    assert!(
         plan["commands"][1].as_str().unwrap().contains("-origin="),
         "{plan}"
     );

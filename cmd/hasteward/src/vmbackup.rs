@@ -81,6 +81,25 @@ macro_rules! with_vm {
     };
 }
 
+/// The tool's own command line, as a dry run shows it: `sh -c WRAPPER hasteward none PROGRAMS
+/// ARGS…` becomes `vmbackup ARGS…` (the first program the wrapper tries).
+fn shown(spec: &hasteward_exec::CommandSpec) -> String {
+    let args: Vec<String> = spec
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let program = args
+        .get(4)
+        .and_then(|p| p.split(',').next())
+        .unwrap_or("?")
+        .to_string();
+    std::iter::once(program)
+        .chain(args.into_iter().skip(5))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `backup -e vmbackup`.
 pub async fn backup(cli: &Cli, a: &BackupArgs, rep: &mut Reporter) -> Result<ExitCode, Error> {
     if !a.databases.is_empty() {
@@ -158,12 +177,7 @@ async fn backup_plan<R: Runner>(
                 &dst.generation(name),
                 origin.map(|o| dst.generation(o)).as_deref(),
             );
-            // Skip `sh -c WRAPPER hasteward none PROGRAMS`: show the tool's own argv.
-            let args: Vec<String> = spec.args[4..]
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect();
-            args.join(" ")
+            shown(&spec)
         })
         .collect();
     let expired = if keep.is_empty() {
@@ -206,11 +220,7 @@ pub async fn restore(cli: &Cli, a: &RestoreArgs, rep: &mut Reporter) -> Result<E
     if a.dry_run {
         let (location, command, check) = with_vm!(&server, s => {
             let spec = s.restore_command(&dst.generation(&a.snapshot));
-            let args: Vec<String> = spec.args[4..]
-                .iter()
-                .map(|x| x.to_string_lossy().into_owned())
-                .collect();
-            (s.location().to_string(), args.join(" "), s.check_restorable(a.force))
+            (s.location().to_string(), shown(&spec), s.check_restorable(a.force))
         });
         let data = json!({
             "dryRun": true,
