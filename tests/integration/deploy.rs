@@ -463,3 +463,43 @@ fn every_plain_yaml_file_under_deploy_parses() {
     }
     assert!(checked >= 10, "{checked}");
 }
+
+#[test]
+fn example_standalone_databases_are_valid_and_schedule_without_problems() {
+    use hasteward_operator::config::{resolve, Inputs, StandaloneInput};
+    let mut inputs = Inputs::default();
+    for name in ["offsite"] {
+        inputs
+            .repositories
+            .insert(name.into(), (Default::default(), None));
+    }
+    inputs.policies.insert(
+        "nightly".into(),
+        serde_json::from_value(serde_json::json!({
+            "backupSchedule": "0 2 * * *", "repositories": ["offsite"]
+        }))
+        .unwrap(),
+    );
+    let mut seen = Vec::new();
+    for file in ["standalone-database.yaml", "vault-and-victoriametrics.yaml"] {
+        let text = read(&format!("deploy/examples/{file}"));
+        for doc in serde_saphyr::from_multiple::<Value>(&text).unwrap() {
+            let sdb: hasteward_api::StandaloneDatabase = serde_json::from_value(doc)
+                .unwrap_or_else(|e| panic!("{file}: not a StandaloneDatabase: {e}"));
+            seen.push(format!("{:?}", sdb.spec.db_type).to_lowercase());
+            inputs.standalone.push(StandaloneInput {
+                namespace: sdb.metadata.namespace.clone().unwrap(),
+                name: sdb.metadata.name.clone().unwrap(),
+                generation: Some(1),
+                spec: sdb.spec,
+                last_backup: None,
+                last_drill: None,
+            });
+        }
+    }
+    assert_eq!(seen, ["postgres", "mariadb", "vault", "victoriametrics"]);
+    for t in resolve(&inputs).databases {
+        assert!(t.problems.is_empty(), "{}: {:?}", t.name, t.problems);
+        assert!(t.backup.is_some(), "{} is not scheduled", t.name);
+    }
+}
