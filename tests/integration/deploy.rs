@@ -468,11 +468,9 @@ fn every_plain_yaml_file_under_deploy_parses() {
 fn example_standalone_databases_are_valid_and_schedule_without_problems() {
     use hasteward_operator::config::{resolve, Inputs, StandaloneInput};
     let mut inputs = Inputs::default();
-    for name in ["offsite"] {
-        inputs
-            .repositories
-            .insert(name.into(), (Default::default(), None));
-    }
+    inputs
+        .repositories
+        .insert("offsite".into(), (Default::default(), None));
     inputs.policies.insert(
         "nightly".into(),
         serde_json::from_value(serde_json::json!({
