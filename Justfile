@@ -13,10 +13,15 @@ bench:
     ./scripts/bench.sh
     ./scripts/bench-operator.sh
     ./scripts/bench-repository.sh
+    ./scripts/bench-engines.sh
 
 # Copy throughput and check time against plain restic (local and S3 on SeaweedFS).
 bench-repository:
     ./scripts/bench-repository.sh
+
+# Vault (OpenBao raft snapshots) and VictoriaMetrics (vmbackup/vmrestore) against the raw commands.
+bench-engines:
+    ./scripts/bench-engines.sh
 
 # The operator's idle footprint with 1,000 registered targets (see docs/performance.md).
 bench-operator:
