@@ -181,6 +181,14 @@ esac"#
 #[test]
 fn bad_vault_input_is_a_clear_usage_error() {
     let repo = Repo::new();
+    let mut drill: Vec<String> = ["verify", "-e", "vault", "-c", "v", "--restore-test"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    drill.extend(repo.args());
+    let (code, _out, err) = run(&drill, None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--restore-test restores SQL dumps"), "{err}");
     let cases: [(&[&str], &str); 4] = [
         (&["-e", "vault", "-c", "v"], "--vault-addr"),
         (

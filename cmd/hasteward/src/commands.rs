@@ -683,7 +683,12 @@ async fn verify(
     rep: &mut Reporter,
     cancel: &CancellationToken,
 ) -> Result<ExitCode, Error> {
-    let (labels, _db) = selected_labels(&a.set, a.database.as_deref())?;
+    let (labels, db) = selected_labels(&a.set, a.database.as_deref())?;
+    if a.restore_test && db.is_none() {
+        return Err(usage(
+            "--restore-test restores SQL dumps into a throwaway server; a Vault raft snapshot is verified by its checksum (verify without --restore-test), and restored only into a Vault server",
+        ));
+    }
     let restic = open_repo(cli, &a.repo).await?;
     if a.restore_test {
         return restore_drill(cli, &restic, a, &labels, rep, cancel).await;
