@@ -10,12 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use crate::util::{self, log_tail, run_checked, run_with_stdin, stdout_trimmed};
-use crate::watchdog::Watchdog;
+use crate::watchdog::{Watchdog, SERVER_PID_CLEANUP};
 
 /// Name of the TCP admin account.
 const ADMIN: &str = "hwadmin";
@@ -25,17 +23,6 @@ const START_ATTEMPTS: usize = 3;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a graceful shutdown may take before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Stops the server if the test process dies without `Drop`:
-/// `$1` temp dir (holds `server.pid`, written right after the spawn).
-const WATCHDOG_CLEANUP: &str = r#"
-pid=$(cat "$1/server.pid" 2>/dev/null)
-if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
-  i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 60 ]; do sleep 0.5; i=$((i+1)); done
-  kill -KILL "$pid" 2>/dev/null
-fi
-rm -rf "$1"
-"#;
 
 /// A running throwaway MariaDB server; stopped and removed on drop.
 pub struct MariaDb {
@@ -62,7 +49,7 @@ impl MariaDb {
         let owner = run_as.map(util::lookup_user);
         let dir = util::private_dir("mariadb-", owner);
         let root = dir.path().to_path_buf();
-        let watchdog = Watchdog::spawn(WATCHDOG_CLEANUP, &[root.as_os_str()]);
+        let watchdog = Watchdog::spawn(SERVER_PID_CLEANUP, &[root.as_os_str()]);
         let mut db = MariaDb {
             dir: Some(dir),
             root: root.clone(),
@@ -276,24 +263,7 @@ impl MariaDb {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                _ => {
-                    eprintln!("testkit: mariadbd did not stop in {STOP_TIMEOUT:?}; killing it");
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-            }
-        }
+        util::stop_gracefully(&mut child, "mariadbd", STOP_TIMEOUT);
         let _ = fs::remove_file(self.root.join("server.pid"));
     }
 

@@ -200,3 +200,33 @@ pub(crate) fn find_program(name: &str, component: &str) -> PathBuf {
         })
         .unwrap_or_else(|| panic!("{component} not found (no {name}): run scripts/install-deps.sh"))
 }
+
+/// SIGTERM to `child`, up to `timeout` for it to exit, then SIGKILL; reaps it. `what` names it
+/// in the message printed when it had to be killed.
+pub(crate) fn stop_gracefully(
+    child: &mut std::process::Child,
+    what: &str,
+    timeout: std::time::Duration,
+) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            _ => {
+                eprintln!("testkit: {what} did not stop in {timeout:?}; killing it");
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+        }
+    }
+}

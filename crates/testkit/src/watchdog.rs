@@ -13,6 +13,17 @@ use std::process::{Child, Command, Stdio};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+/// The cleanup of a single-process server: `$1` is its temp dir, holding `server.pid` (written
+/// right after the spawn). TERM, up to 30 s, KILL, then the directory is removed.
+pub(crate) const SERVER_PID_CLEANUP: &str = r#"
+pid=$(cat "$1/server.pid" 2>/dev/null)
+if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
+  i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 60 ]; do sleep 0.5; i=$((i+1)); done
+  kill -KILL "$pid" 2>/dev/null
+fi
+rm -rf "$1"
+"#;
+
 /// Handle to a running watchdog; [`Watchdog::disarm`] stops it.
 pub(crate) struct Watchdog {
     child: Option<Child>,
