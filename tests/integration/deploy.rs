@@ -492,6 +492,7 @@ fn example_standalone_databases_are_valid_and_schedule_without_problems() {
                 spec: sdb.spec,
                 last_backup: None,
                 last_drill: None,
+                last_triage: None,
             });
         }
     }

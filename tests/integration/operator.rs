@@ -1699,7 +1699,8 @@ fn vault_and_victoriametrics_standalone_databases_are_backed_up_on_their_schedul
                 "vault",
                 json!({"dbType": "vault", "target": {"pod": {"name": "vault-0"}},
                        "credentials": {"secretName": "vault-token"},
-                       "schedule": {"backup": "0 2 * * *"}, "repositories": ["local"]}),
+                       "schedule": {"backup": "0 2 * * *", "triage": "*/30 * * * *"},
+                       "repositories": ["local"]}),
             ),
             sdb("vm", vm_spec(json!({"keepDaily": 1}))),
             sdb("vm-bad", vm_spec(json!({"keepLast": 3}))),
@@ -1789,6 +1790,29 @@ fn vault_and_victoriametrics_standalone_databases_are_backed_up_on_their_schedul
         .requests()
         .iter()
         .any(|r| r.path.contains("backuprepositories") && r.path.contains("vmbackups")));
+
+    // Vault is also triaged on its own schedule: healthy at 02:00 (no Event), then sealed.
+    wait_for("the 02:00 triage", Duration::from_secs(60), || {
+        status_of(&sim, "standalonedatabases", Some(NS), "vault")["lastTriageResult"] == "healthy"
+    });
+    assert!(events(&sim, "vault", "TriageVerdictChanged").is_empty());
+    bao.seal();
+    clock.set(at("2026-11-23T02:30:00Z"));
+    wait_for("the 02:30 triage", Duration::from_secs(60), || {
+        status_of(&sim, "standalonedatabases", Some(NS), "vault")["lastTriageResult"] == "unhealthy"
+    });
+    let changed = events(&sim, "vault", "TriageVerdictChanged");
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    let note = changed[0]["note"].as_str().unwrap_or_default();
+    assert!(note.contains("sealed") && note.contains("unseal"), "{note}");
+    assert_eq!(
+        metric(
+            op.addr,
+            "hasteward_triage_result{cluster=\"vault\",engine=\"standalone\",namespace=\"db\",result=\"unhealthy\"}"
+        ),
+        Some(1.0)
+    );
+    bao.unseal();
     op.stop(&rt);
     assert_operator_rbac(&sim);
 }

@@ -136,6 +136,11 @@ pub struct ScheduleSpec {
     /// IANA timezone (default UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// `dbType: vault` only: when to triage (seal status, raft peers, autopilot); a verdict
+    /// change becomes an Event. Default: the policy's `triageSchedule`, else none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\s*(@[a-z]+|\S+(\s+\S+){4,5})\s*$"))]
+    pub triage: Option<String>,
     /// Seconds of fixed per-database delay spread (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 86400))]
@@ -240,6 +245,12 @@ pub struct StandaloneDatabaseStatus {
     /// When the next backup is due (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_backup: Option<String>,
+    /// When the last triage ended (`dbType: vault`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_triage: Option<String>,
+    /// `healthy`, `unhealthy`, `undeterminable` (`dbType: vault`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_triage_result: Option<String>,
     /// When the last restore drill ended (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drill: Option<String>,

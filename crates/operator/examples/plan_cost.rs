@@ -58,6 +58,7 @@ fn main() {
             },
             last_backup: None,
             last_drill: None,
+            last_triage: None,
         });
     }
     let now = chrono::Utc::now();

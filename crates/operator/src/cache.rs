@@ -198,6 +198,7 @@ impl Caches {
                 spec: d.spec.clone(),
                 last_backup: parse_time(d.status.as_ref().and_then(|s| s.last_backup.as_ref())),
                 last_drill: parse_time(d.status.as_ref().and_then(|s| s.last_drill.as_ref())),
+                last_triage: parse_time(d.status.as_ref().and_then(|s| s.last_triage.as_ref())),
             });
         }
         for (engine, store) in [

@@ -51,6 +51,8 @@ pub struct StandaloneInput {
     pub last_backup: Option<DateTime<Utc>>,
     /// `status.lastDrill`.
     pub last_drill: Option<DateTime<Utc>>,
+    /// `status.lastTriage` (`dbType: vault`).
+    pub last_triage: Option<DateTime<Utc>>,
 }
 
 /// A CNPG `Cluster` or `MariaDB` as read (only its annotations matter).
@@ -538,7 +540,7 @@ fn resolve_standalone(db: &StandaloneInput, inputs: &Inputs) -> DatabaseTarget {
         problems: Vec::new(),
         idle: None,
         last_backup: db.last_backup,
-        last_triage: None,
+        last_triage: db.last_triage,
         last_drill: db.last_drill,
     };
     let t = &db.spec.target;
@@ -647,11 +649,50 @@ fn resolve_standalone(db: &StandaloneInput, inputs: &Inputs) -> DatabaseTarget {
             &mut target.problems,
         )
     });
+    let triage = standalone_triage(db, policy, &target.key(), &mut target.problems);
     if target.problems.is_empty() {
         target.backup = backup;
         target.drill = drill;
+        target.triage = triage;
     }
     target
+}
+
+/// A Vault database's triage schedule (report only: nothing is repaired unattended there):
+/// `schedule.triage`, else the policy's `triageSchedule`. Other types have none.
+fn standalone_triage(
+    db: &StandaloneInput,
+    policy: Option<&BackupPolicySpec>,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<TriageSettings> {
+    let inline = db.spec.schedule.as_ref();
+    let own = inline.and_then(|s| s.triage.as_deref());
+    if db.spec.db_type != hasteward_api::StandaloneDbType::Vault {
+        if own.is_some() {
+            problems.push(problem(
+                "InvalidSchedule",
+                "schedule.triage applies to dbType vault only (CNPG and Galera clusters are triaged through their annotations)",
+            ));
+        }
+        return None;
+    }
+    let expr = own.or_else(|| policy.and_then(|p| p.triage_schedule.as_deref()))?;
+    let timezone = inline
+        .and_then(|s| s.timezone.as_deref())
+        .or_else(|| policy.and_then(|p| p.timezone.as_deref()));
+    match Schedule::parse(expr, timezone) {
+        Ok(schedule) => Some(TriageSettings {
+            schedule,
+            jitter: jitter(&format!("{key}/triage"), 0),
+            mode: PolicyMode::Triage,
+            heal_timeout: None,
+        }),
+        Err(e) => {
+            problems.push(problem("InvalidSchedule", format!("triage schedule: {e}")));
+            None
+        }
+    }
 }
 
 /// Checks the engine-specific settings of Vault and VictoriaMetrics targets; returns the
@@ -982,6 +1023,7 @@ mod tests {
             },
             last_backup: None,
             last_drill: None,
+            last_triage: None,
         }
     }
 
@@ -1024,6 +1066,7 @@ mod tests {
             backup: "30 3 * * *".into(),
             timezone: Some("Europe/Berlin".into()),
             jitter_seconds: Some(60),
+            triage: None,
         });
         db.spec.repositories = vec!["offsite".into()];
         i.standalone.push(db);
@@ -1328,7 +1371,10 @@ mod tests {
         });
         let mut vault = sdb("vault", None);
         vault.spec.db_type = StandaloneDbType::Vault;
-        vault.spec.schedule = schedule.clone();
+        vault.spec.schedule = schedule.clone().map(|mut s| {
+            s.triage = Some("*/15 * * * *".into());
+            s
+        });
         vault.spec.repositories = vec!["local".into()];
         let mut bad_vault = vault.clone();
         bad_vault.name = "bad-vault".into();
@@ -1357,11 +1403,14 @@ mod tests {
         let mut with_repo = vm.clone();
         with_repo.name = "with-repo".into();
         with_repo.spec.repositories = vec!["r1".into()];
+        let mut vm_triage = vm.clone();
+        vm_triage.name = "vm-triage".into();
+        vm_triage.spec.schedule.as_mut().unwrap().triage = Some("@hourly".into());
         let mut bad_dst = vm.clone();
         bad_dst.name = "bad-dst".into();
         bad_dst.spec.vmbackup.as_mut().unwrap().dst = "/backups".into();
         let mut inputs = inputs();
-        inputs.standalone = vec![vault, bad_vault, vm, no_spec, with_repo, bad_dst];
+        inputs.standalone = vec![vault, bad_vault, vm, no_spec, with_repo, bad_dst, vm_triage];
         let d = resolve(&inputs);
         let by = |n: &str| d.databases.iter().find(|t| t.name == n).unwrap();
         assert!(
@@ -1370,6 +1419,10 @@ mod tests {
             by("vault").problems
         );
         assert!(by("vault").backup.is_some());
+        let triage = by("vault").triage.as_ref().expect("vault is triaged");
+        assert_eq!(triage.mode, PolicyMode::Triage);
+        assert_eq!(triage.schedule.expression, "*/15 * * * *");
+        assert!(by("vm").triage.is_none());
         let b = by("vm")
             .backup
             .as_ref()
@@ -1381,6 +1434,7 @@ mod tests {
             ("no-spec", "needs spec.vmbackup"),
             ("with-repo", "remove spec.repositories"),
             ("bad-dst", "spec.vmbackup.dst"),
+            ("vm-triage", "schedule.triage applies to dbType vault only"),
         ] {
             let t = by(name);
             assert!(t.backup.is_none(), "{name} was scheduled");

@@ -800,9 +800,24 @@ pub async fn triage_report(
         )
         .await
         .map(|input| hasteward_triage::galera::analyze(&input)),
-        TargetEngine::Standalone => Err(Error::Usage(
-            "a standalone database has no replicas to triage".into(),
-        )),
+        TargetEngine::Standalone => {
+            let spec = target
+                .standalone
+                .as_ref()
+                .filter(|s| s.db_type == StandaloneDbType::Vault)
+                .ok_or_else(|| {
+                    Error::Usage("only a Vault StandaloneDatabase has a triage".into())
+                })?;
+            let files = SecretFiles::new()?;
+            let input = match resolve_standalone(env, &target.namespace, spec, &files).await? {
+                Resolved::VaultHost(v) => v.collect(&target.namespace, &target.name).await?,
+                Resolved::VaultPod(v) => v.collect(&target.namespace, &target.name).await?,
+                Resolved::Host(_) | Resolved::Pod(_) => {
+                    return Err(Error::Usage("a Vault target resolved as a database".into()))
+                }
+            };
+            Ok(hasteward_triage::vault::analyze(&input))
+        }
     }
 }
 

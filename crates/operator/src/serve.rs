@@ -1219,14 +1219,23 @@ async fn record_triage(
     }
     // The annotation keeps the earlier tool's spelling.
     let annotated = result.replace('_', "-");
-    let previous = memory.results.get(&key).cloned().or_else(|| {
-        ctx.caches.annotation(
-            t.engine,
-            &t.namespace,
-            &t.name,
-            annotations::LAST_TRIAGE_RESULT,
-        )
-    });
+    let previous = memory
+        .results
+        .get(&key)
+        .cloned()
+        .or_else(|| match t.engine {
+            TargetEngine::Standalone => ctx
+                .caches
+                .standalone(&t.namespace, &t.name)
+                .and_then(|o| o.status.clone())
+                .and_then(|s| s.last_triage_result),
+            engine => ctx.caches.annotation(
+                engine,
+                &t.namespace,
+                &t.name,
+                annotations::LAST_TRIAGE_RESULT,
+            ),
+        });
     memory.results.insert(key.clone(), annotated.clone());
     let summary = report
         .diagnoses
@@ -1264,16 +1273,31 @@ async fn record_triage(
             },
         );
     }
-    let ann = json!({
-        annotations::LAST_TRIAGE: rfc3339(outcome.ended),
-        annotations::LAST_TRIAGE_RESULT: annotated,
-    });
-    if let Err(e) = ctx
-        .writer
-        .annotate(t.engine, &t.namespace, &t.name, ann)
-        .await
-    {
-        tracing::warn!("annotating {} failed: {e}", t.key());
+    if t.engine == TargetEngine::Standalone {
+        // A StandaloneDatabase (Vault) keeps it in its status, not in annotations.
+        let patch = json!({
+            "lastTriage": rfc3339(outcome.ended),
+            "lastTriageResult": annotated,
+        });
+        if let Err(e) = ctx
+            .writer
+            .standalone_status(&t.namespace, &t.name, patch)
+            .await
+        {
+            tracing::warn!("writing the status of {} failed: {e}", t.key());
+        }
+    } else {
+        let ann = json!({
+            annotations::LAST_TRIAGE: rfc3339(outcome.ended),
+            annotations::LAST_TRIAGE_RESULT: annotated,
+        });
+        if let Err(e) = ctx
+            .writer
+            .annotate(t.engine, &t.namespace, &t.name, ann)
+            .await
+        {
+            tracing::warn!("annotating {} failed: {e}", t.key());
+        }
     }
     tracing::info!("triage {}: {annotated}", t.key());
 }
