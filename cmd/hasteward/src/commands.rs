@@ -317,12 +317,7 @@ async fn backup(
     if a.set.engine == EngineArg::Vmbackup {
         return crate::vmbackup::backup(cli, a, rep).await;
     }
-    crate::vmbackup::reject_flags(
-        a.set.engine,
-        Some(&a.vm),
-        Some(&a.vm_dst),
-        Some(&a.generations),
-    )?;
+    crate::vmbackup::reject_flags(Some(&a.vm), Some(&a.vm_dst), Some(&a.generations))?;
     if a.set.engine != EngineArg::Vault {
         reject_vault_flags(&a.vault)?;
     }
@@ -443,7 +438,7 @@ async fn restore(
     if a.set.engine == EngineArg::Vmbackup {
         return crate::vmbackup::restore(cli, a, rep).await;
     }
-    crate::vmbackup::reject_flags(a.set.engine, Some(&a.vm), Some(&a.vm_dst), None)?;
+    crate::vmbackup::reject_flags(Some(&a.vm), Some(&a.vm_dst), None)?;
     if a.set.engine != EngineArg::Vault {
         reject_vault_flags(&a.vault)?;
     }
@@ -602,12 +597,7 @@ async fn snapshots(cli: &Cli, a: &SnapshotsArgs, rep: &mut Reporter) -> Result<E
     if a.filter.engine == Some(EngineArg::Vmbackup) {
         return crate::vmbackup::snapshots(a, rep).await;
     }
-    crate::vmbackup::reject_flags(
-        a.filter.engine.unwrap_or(EngineArg::Cnpg),
-        None,
-        Some(&a.vm_dst),
-        None,
-    )?;
+    crate::vmbackup::reject_flags(None, Some(&a.vm_dst), None)?;
     let tags = filter_tags(&a.filter, None)?;
     let restic = open_repo(cli, &a.repo).await?;
     let snaps = flows::list(&restic, tags).await?;
@@ -644,12 +634,7 @@ async fn prune(
     if a.filter.engine == Some(EngineArg::Vmbackup) {
         return crate::vmbackup::prune(a, rep).await;
     }
-    crate::vmbackup::reject_flags(
-        a.filter.engine.unwrap_or(EngineArg::Cnpg),
-        None,
-        Some(&a.vm_dst),
-        None,
-    )?;
+    crate::vmbackup::reject_flags(None, Some(&a.vm_dst), None)?;
     let tags = filter_tags(&a.filter, Some("backup"))?;
     let policy = crate::repository::keep_policy(&a.keep)?;
     let maintenance = crate::repository::maintenance_env(&a.immutable)?;

@@ -11,23 +11,20 @@ use hasteward_model::ExitCode;
 use serde_json::json;
 
 use crate::cli::{
-    BackupArgs, Cli, EngineArg, GenerationKeepArgs, PruneArgs, RestoreArgs, SnapshotsArgs,
-    VmDestArgs, VmServerArgs,
+    BackupArgs, Cli, GenerationKeepArgs, PruneArgs, RestoreArgs, SnapshotsArgs, VmDestArgs,
+    VmServerArgs,
 };
 use crate::commands::usage;
 use crate::output::Reporter;
 use crate::targets::{resolve_vm, VmResolved};
 
-/// VictoriaMetrics flags given to another engine are a mistake worth naming.
+/// VictoriaMetrics flags given to another engine are a mistake worth naming (callers run
+/// `-e vmbackup` before they get here).
 pub fn reject_flags(
-    engine: EngineArg,
     server: Option<&VmServerArgs>,
     dst: Option<&VmDestArgs>,
     keep: Option<&GenerationKeepArgs>,
 ) -> Result<(), Error> {
-    if engine == EngineArg::Vmbackup {
-        return Ok(());
-    }
     let given = server.is_some_and(|s| s.vm_url.is_some() || s.storage_data_path.is_some())
         || dst.is_some_and(|d| {
             d.dst.is_some() || d.vm_credentials_file.is_some() || d.vm_s3_endpoint.is_some()
@@ -35,7 +32,7 @@ pub fn reject_flags(
         || keep.is_some_and(|k| keep_of(k) != Keep::default());
     if given {
         return Err(usage(
-            "--vm-url/--storage-data-path/--dst/--vm-*/--keep-* on `backup` apply to -e vmbackup only (restic retention is `hasteward prune`)",
+            "--vm-url/--storage-data-path/--dst/--vm-* (and --keep-* on `backup`) apply to -e vmbackup only (restic retention is `hasteward prune`)",
         ));
     }
     Ok(())

@@ -405,19 +405,12 @@ fn seed_metrics(ctx: &Ctx, memory: &mut Memory) {
     let desired = config::resolve(&ctx.caches.inputs());
     for t in &desired.databases {
         let Some(settings) = &t.backup else { continue };
-        let last_success = match t.engine {
-            TargetEngine::Standalone => ctx
-                .caches
-                .standalone(&t.namespace, &t.name)
-                .and_then(|o| o.status.clone())
-                .and_then(|s| s.last_successful_backup),
-            _ => ctx.caches.annotation(
-                t.engine,
-                &t.namespace,
-                &t.name,
-                annotations::LAST_SUCCESSFUL_BACKUP,
-            ),
-        };
+        let last_success = recorded(
+            ctx,
+            t,
+            |s| s.last_successful_backup,
+            annotations::LAST_SUCCESSFUL_BACKUP,
+        );
         let Some(at) = last_success
             .as_deref()
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -839,6 +832,26 @@ async fn patch_repository(ctx: &Ctx, name: &str, patch: Value) {
     }
 }
 
+/// A value the operator recorded for `t`: a `StandaloneDatabase`'s status field, or the
+/// `annotation` on a CNPG/MariaDB resource.
+fn recorded(
+    ctx: &Ctx,
+    t: &DatabaseTarget,
+    status_field: impl FnOnce(hasteward_api::StandaloneDatabaseStatus) -> Option<String>,
+    annotation: &str,
+) -> Option<String> {
+    match t.engine {
+        TargetEngine::Standalone => ctx
+            .caches
+            .standalone(&t.namespace, &t.name)
+            .and_then(|o| o.status.clone())
+            .and_then(status_field),
+        engine => ctx
+            .caches
+            .annotation(engine, &t.namespace, &t.name, annotation),
+    }
+}
+
 fn uid_of(ctx: &Ctx, t: &DatabaseTarget) -> Option<String> {
     match t.engine {
         TargetEngine::Standalone => ctx
@@ -1219,23 +1232,14 @@ async fn record_triage(
     }
     // The annotation keeps the earlier tool's spelling.
     let annotated = result.replace('_', "-");
-    let previous = memory
-        .results
-        .get(&key)
-        .cloned()
-        .or_else(|| match t.engine {
-            TargetEngine::Standalone => ctx
-                .caches
-                .standalone(&t.namespace, &t.name)
-                .and_then(|o| o.status.clone())
-                .and_then(|s| s.last_triage_result),
-            engine => ctx.caches.annotation(
-                engine,
-                &t.namespace,
-                &t.name,
-                annotations::LAST_TRIAGE_RESULT,
-            ),
-        });
+    let previous = memory.results.get(&key).cloned().or_else(|| {
+        recorded(
+            ctx,
+            t,
+            |s| s.last_triage_result,
+            annotations::LAST_TRIAGE_RESULT,
+        )
+    });
     memory.results.insert(key.clone(), annotated.clone());
     let summary = report
         .diagnoses
@@ -1658,23 +1662,14 @@ async fn record_backup(
     };
     tracing::info!("{key}: {result}: {message}");
     let dbkey = t.key();
-    let previous = memory
-        .results
-        .get(&dbkey)
-        .cloned()
-        .or_else(|| match t.engine {
-            TargetEngine::Standalone => ctx
-                .caches
-                .standalone(&t.namespace, &t.name)
-                .and_then(|o| o.status.clone())
-                .and_then(|s| s.last_backup_result),
-            engine => ctx.caches.annotation(
-                engine,
-                &t.namespace,
-                &t.name,
-                annotations::LAST_BACKUP_RESULT,
-            ),
-        });
+    let previous = memory.results.get(&dbkey).cloned().or_else(|| {
+        recorded(
+            ctx,
+            t,
+            |s| s.last_backup_result,
+            annotations::LAST_BACKUP_RESULT,
+        )
+    });
     memory.results.insert(dbkey.clone(), result.to_string());
     if let Some(recovered) = transition(previous.as_deref(), ok) {
         notify(

@@ -173,16 +173,12 @@ impl GenerationStore for S3Store {
         {
             return Ok(Some(true));
         }
+        // Any object under `latest/` (at any depth) means a generation without its marker.
         let any = !self
             .bucket
-            .list(&self.key(&format!("{LATEST}/")), true)
+            .list(&self.key(&format!("{LATEST}/")), false)
             .await?
-            .is_empty()
-            || !self
-                .bucket
-                .list(&self.key(&format!("{LATEST}/")), false)
-                .await?
-                .is_empty();
+            .is_empty();
         Ok(any.then_some(false))
     }
 
