@@ -206,15 +206,17 @@ fn plan_targets(env: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn state_of<'a>(report: &'a Value, instance: &str) -> &'a str {
+fn instance_of<'a>(report: &'a Value, instance: &str) -> &'a Value {
     report["instances"]
         .as_array()
         .unwrap()
         .iter()
         .find(|i| i["name"] == instance)
-        .unwrap_or_else(|| panic!("no instance {instance} in {report:#}"))["state"]
-        .as_str()
-        .unwrap()
+        .unwrap_or_else(|| panic!("no instance {instance} in {report:#}"))
+}
+
+fn state_of<'a>(report: &'a Value, instance: &str) -> &'a str {
+    instance_of(report, instance)["state"].as_str().unwrap()
 }
 
 fn diagnosis_codes(report: &Value) -> Vec<String> {
@@ -278,6 +280,47 @@ fn cnpg_healthy_then_lagging_replica() {
     assert_eq!(state_of(&report, "pg-2"), "healthy", "{s}");
     assert_eq!(report["authority"]["leader"], "pg-1", "{s}");
     assert_ne!(report["verdict"], "diverged", "{s}");
+    // Disk use is the volume's, not the host's: on the default 8 GiB volumes a few hundred MiB
+    // is a few percent, whatever the machine's disk holds.
+    for i in ["pg-1", "pg-2", "pg-3"] {
+        let percent = instance_of(&report, i)["diskPercent"].as_f64();
+        assert!(
+            matches!(percent, Some(p) if p < 50.0),
+            "{i}: {percent:?}: {s}"
+        );
+    }
+
+    // pg-2's volume is sized just above what its data directory holds: it is over 90% full.
+    let used_kib = du_kib(r2.data_dir());
+    sim.set_exec(PodExec {
+        volume_size_kib: Some(used_kib * 100 / 95),
+        ..pg_exec("pg-2", &r2)
+    });
+    let (report, _) = triage(&sim, dir.path(), "cnpg", "pg");
+    let s = summary(&report);
+    let percent = instance_of(&report, "pg-2")["diskPercent"]
+        .as_f64()
+        .unwrap();
+    assert!((90.0..=100.0).contains(&percent), "{percent}: {s}");
+    assert!(
+        diagnosis_codes(&report).contains(&"cnpg-disk-low".to_string()),
+        "{s}"
+    );
+    assert!(s.contains("pg-2's volume is"), "{s}");
+}
+
+/// KiB that `du` counts under `dir`.
+fn du_kib(dir: &Path) -> u64 {
+    let out = std::process::Command::new("du")
+        .arg("-sk")
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("du -sk {}: {out:?}", dir.display()))
 }
 
 /// The primary pg-1 dies; pg-2 is promoted (timeline 2) and written to (1000 more rows of `t`).

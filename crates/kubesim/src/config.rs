@@ -81,6 +81,9 @@ pub struct PodExec {
     /// dir): every argv element mentioning a container path is rewritten before the command
     /// runs, a textual stand-in for a volume mount.
     pub mounts: BTreeMap<String, PathBuf>,
+    /// Size of each mounted volume as `df` in the pod reports it, KiB (default 8 GiB): see
+    /// `docs/kubesim.md`, "Volumes".
+    pub volume_size_kib: Option<u64>,
     /// Fault injection: after relaying this many stdout bytes, kill the process
     /// and drop the websocket abruptly (no status frame, no close frame).
     pub drop_after_bytes: Option<u64>,
@@ -130,6 +133,8 @@ pub struct PodRun {
     /// Container paths mapped to local directories, applied to argv (and to the values of the
     /// container's own `env`) exactly like [`PodExec::mounts`].
     pub mounts: BTreeMap<String, PathBuf>,
+    /// Size of each mounted volume as `df` reports it, KiB, as [`PodExec::volume_size_kib`].
+    pub volume_size_kib: Option<u64>,
 }
 
 impl PodRun {

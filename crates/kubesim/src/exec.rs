@@ -220,11 +220,19 @@ async fn prepare(
             "you must specify at least 1 command (kubesim)",
         ));
     }
-    let path = prepended_path(&config.env, &config.path_prepend).map_err(ApiError::internal)?;
+    let mut env = config.env.clone();
+    let mut prepend = config.path_prepend.clone();
+    shared.volume_tools.apply(
+        &config.mounts,
+        config.volume_size_kib,
+        &mut prepend,
+        &mut env,
+    );
+    let path = prepended_path(&env, &prepend).map_err(ApiError::internal)?;
     let argv = rewrite_mounts(argv, &config.mounts);
     let spec = ExecSpec {
         argv,
-        env: config.env.clone(),
+        env,
         path,
         cwd: config.cwd.clone(),
         stdin: query.flag("stdin"),

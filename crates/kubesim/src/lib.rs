@@ -32,6 +32,7 @@ mod rest;
 mod scale;
 mod status;
 mod store;
+mod volume;
 mod watch;
 
 pub use config::{Error, PodExec, PodRun, SimConfig, SIM_API_VERSION};
@@ -102,6 +103,8 @@ pub(crate) struct Shared {
     pub(crate) addr: SocketAddr,
     /// Pending faults, with how many matching requests each has seen.
     pub(crate) faults: Mutex<Vec<(RequestFault, usize)>>,
+    /// The `df` stand-in that makes mounts look like volumes of their own.
+    pub(crate) volume_tools: volume::VolumeTools,
 }
 
 impl Shared {
@@ -221,6 +224,7 @@ impl Simulator {
             groups: Mutex::new(HashSet::new()),
             faults: Mutex::new(Vec::new()),
             addr,
+            volume_tools: volume::VolumeTools::create()?,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

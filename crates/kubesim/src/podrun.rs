@@ -157,7 +157,14 @@ fn start(shared: &Arc<Shared>, key: ObjectKey, uid: String, pod: &Value, config:
         .zip(exec::rewrite_mounts(values, &config.mounts))
         .collect();
     env.extend(config.env.clone());
-    let path = match exec::prepended_path(&env, &config.path_prepend) {
+    let mut prepend = config.path_prepend.clone();
+    shared.volume_tools.apply(
+        &config.mounts,
+        config.volume_size_kib,
+        &mut prepend,
+        &mut env,
+    );
+    let path = match exec::prepended_path(&env, &prepend) {
         Ok(path) => path,
         Err(message) => return start_error(shared, &key, &uid, &info, &message),
     };
