@@ -1622,6 +1622,10 @@ fn a_scheduled_sync_copies_into_a_repository_with_its_own_password_once() {
     });
     clock.set(at("2026-11-23T04:00:00Z"));
     wait_for("the first sync", Duration::from_secs(120), || runs() == 1.0);
+    // The counter moves before the status is written: wait for the status itself.
+    wait_for("the first sync's status", Duration::from_secs(30), || {
+        !sync_status()["lastSyncResult"].is_null()
+    });
     let s = sync_status();
     assert_eq!(s["lastSyncResult"], "success", "{s}");
     assert_eq!(s["copied"], 1, "{s}");

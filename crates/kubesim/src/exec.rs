@@ -221,14 +221,15 @@ async fn prepare(
         ));
     }
     let mut env = config.env.clone();
-    let mut prepend = config.path_prepend.clone();
-    shared.volume_tools.apply(
-        &config.mounts,
-        config.volume_size_kib,
-        &mut prepend,
-        &mut env,
-    );
-    let path = prepended_path(&env, &prepend).map_err(ApiError::internal)?;
+    let path = shared
+        .volume_tools
+        .process_path(
+            &config.mounts,
+            config.volume_size_kib,
+            &config.path_prepend,
+            &mut env,
+        )
+        .map_err(ApiError::internal)?;
     let argv = rewrite_mounts(argv, &config.mounts);
     let spec = ExecSpec {
         argv,

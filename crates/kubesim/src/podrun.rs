@@ -157,14 +157,12 @@ fn start(shared: &Arc<Shared>, key: ObjectKey, uid: String, pod: &Value, config:
         .zip(exec::rewrite_mounts(values, &config.mounts))
         .collect();
     env.extend(config.env.clone());
-    let mut prepend = config.path_prepend.clone();
-    shared.volume_tools.apply(
+    let path = match shared.volume_tools.process_path(
         &config.mounts,
         config.volume_size_kib,
-        &mut prepend,
+        &config.path_prepend,
         &mut env,
-    );
-    let path = match exec::prepended_path(&env, &prepend) {
+    ) {
         Ok(path) => path,
         Err(message) => return start_error(shared, &key, &uid, &info, &message),
     };

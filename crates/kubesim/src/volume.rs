@@ -8,6 +8,7 @@
 //! the directory. Operands outside every mount go to the real `df`.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
@@ -77,18 +78,18 @@ impl VolumeTools {
         Ok(VolumeTools { dir })
     }
 
-    /// Adds the stand-in to `path_prepend` and its variables to `env` when there are mounts.
-    pub(crate) fn apply(
+    /// The `PATH` of a process for a configuration (`path_prepend` in front, and the stand-in
+    /// before all when there are mounts), adding the stand-in's variables to `env`.
+    pub(crate) fn process_path(
         &self,
         mounts: &BTreeMap<String, PathBuf>,
         size_kib: Option<u64>,
-        path_prepend: &mut Vec<PathBuf>,
+        path_prepend: &[PathBuf],
         env: &mut BTreeMap<String, String>,
-    ) {
+    ) -> Result<Option<OsString>, String> {
         if mounts.is_empty() {
-            return;
+            return crate::exec::prepended_path(env, path_prepend);
         }
-        path_prepend.insert(0, self.dir.path().to_path_buf());
         let roots: Vec<String> = mounts
             .values()
             .map(|local| {
@@ -103,6 +104,9 @@ impl VolumeTools {
             SIZE_VAR.into(),
             size_kib.unwrap_or(DEFAULT_VOLUME_KIB).max(1).to_string(),
         );
+        let mut prepend = vec![self.dir.path().to_path_buf()];
+        prepend.extend_from_slice(path_prepend);
+        crate::exec::prepended_path(env, &prepend)
     }
 }
 
@@ -141,14 +145,14 @@ mod tests {
         size: u64,
         arg: &Path,
     ) -> String {
-        let mut prepend = Vec::new();
         let mut env = BTreeMap::new();
-        tools.apply(mounts, Some(size), &mut prepend, &mut env);
-        let mut path = prepend;
-        path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap()));
+        let path = tools
+            .process_path(mounts, Some(size), &[], &mut env)
+            .unwrap()
+            .unwrap();
         let out = Command::new("df")
             .args(["-kP".as_ref(), arg.as_os_str()])
-            .env("PATH", std::env::join_paths(path).unwrap())
+            .env("PATH", path)
             .envs(env)
             .output()
             .unwrap();
