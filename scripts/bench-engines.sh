@@ -36,7 +36,7 @@ for p in restic curl python3 bc; do
   command -v "$p" > /dev/null || { echo "bench-engines: $p is missing" >&2; exit 1; }
 done
 cargo build -q --release -p hasteward
-HW=${CARGO_TARGET_DIR:-$PWD/target}/release/hasteward
+HW=$(realpath "${CARGO_TARGET_DIR:-target}")/release/hasteward
 case $HW in /*) ;; *) HW=$PWD/$HW ;; esac
 T_START=$EPOCHREALTIME
 

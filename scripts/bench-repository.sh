@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 MIB=${1:-512}
 TOOLS=${HASTEWARD_TOOLS:-/opt/hasteward-tools}
 cargo build -q --release -p hasteward
-HW=$PWD/target/release/hasteward
+HW=$(realpath "${CARGO_TARGET_DIR:-target}")/release/hasteward
 W=$(mktemp -d /tmp/hw-bench-repo.XXXXXX)
 cleanup() {
   [ -f "$W/weed.pid" ] && kill "$(cat "$W/weed.pid")" 2>/dev/null || true

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 cargo build --release --locked -p hasteward
-exec ./target/release/hasteward demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/hasteward" demo "$@"
