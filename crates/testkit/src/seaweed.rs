@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::util;
-use crate::watchdog::Watchdog;
+use crate::watchdog::{Watchdog, SERVER_PID_CLEANUP};
 
 /// The writer identity: `(access key, secret key)`.
 pub const WRITER: (&str, &str) = ("hwwriter", "hwwriter-secret-2c1f");
@@ -26,14 +26,6 @@ pub const MAINTENANCE: (&str, &str) = ("hwmaint", "hwmaint-secret-9b7e");
 
 const HELPER: &str = include_str!("s3lock.py");
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-const WATCHDOG_CLEANUP: &str = r#"
-pid=$(cat "$1/weed.pid" 2>/dev/null)
-if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
-  i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 30 ]; do sleep 0.5; i=$((i+1)); done
-  kill -KILL "$pid" 2>/dev/null
-fi
-rm -rf "$1"
-"#;
 
 /// A running SeaweedFS S3 endpoint; stopped and removed on drop.
 pub struct SeaweedS3 {
@@ -79,7 +71,7 @@ impl SeaweedS3 {
             identity(WRITER, "writer", r#""Read","Write","List""#),
         );
         std::fs::write(root.join("s3.json"), config).expect("testkit: s3.json");
-        let watchdog = Watchdog::spawn(WATCHDOG_CLEANUP, &[root.as_os_str()]);
+        let watchdog = Watchdog::spawn(SERVER_PID_CLEANUP, &[root.as_os_str()]);
         let port = crate::free_port();
         let mut ports = Vec::new();
         for flag in [
@@ -118,7 +110,7 @@ impl SeaweedS3 {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("testkit: cannot start {}: {e}", weed.display()));
-        std::fs::write(root.join("weed.pid"), child.id().to_string()).expect("testkit: pid");
+        std::fs::write(root.join("server.pid"), child.id().to_string()).expect("testkit: pid");
         let mut server = SeaweedS3 {
             dir: Some(dir),
             child: Some(child),
