@@ -852,6 +852,27 @@ fn recorded(
     }
 }
 
+/// Writes what the operator records for `t` (the other side of [`recorded`]): `status` into a
+/// `StandaloneDatabase`'s status, or `annotations` onto a CNPG/MariaDB resource. A failure is
+/// logged; the next run writes again.
+async fn write_recorded(ctx: &Ctx, t: &DatabaseTarget, status: Value, annotations: Value) {
+    let written = match t.engine {
+        TargetEngine::Standalone => {
+            ctx.writer
+                .standalone_status(&t.namespace, &t.name, status)
+                .await
+        }
+        engine => {
+            ctx.writer
+                .annotate(engine, &t.namespace, &t.name, annotations)
+                .await
+        }
+    };
+    if let Err(e) = written {
+        tracing::warn!("recording on {} failed: {e}", t.key());
+    }
+}
+
 fn uid_of(ctx: &Ctx, t: &DatabaseTarget) -> Option<String> {
     match t.engine {
         TargetEngine::Standalone => ctx
@@ -1277,32 +1298,18 @@ async fn record_triage(
             },
         );
     }
-    if t.engine == TargetEngine::Standalone {
-        // A StandaloneDatabase (Vault) keeps it in its status, not in annotations.
-        let patch = json!({
-            "lastTriage": rfc3339(outcome.ended),
-            "lastTriageResult": annotated,
-        });
-        if let Err(e) = ctx
-            .writer
-            .standalone_status(&t.namespace, &t.name, patch)
-            .await
-        {
-            tracing::warn!("writing the status of {} failed: {e}", t.key());
-        }
-    } else {
-        let ann = json!({
-            annotations::LAST_TRIAGE: rfc3339(outcome.ended),
+    // A StandaloneDatabase (Vault) keeps it in its status, not in annotations.
+    let ended = rfc3339(outcome.ended);
+    write_recorded(
+        ctx,
+        t,
+        json!({"lastTriage": ended, "lastTriageResult": annotated}),
+        json!({
+            annotations::LAST_TRIAGE: ended,
             annotations::LAST_TRIAGE_RESULT: annotated,
-        });
-        if let Err(e) = ctx
-            .writer
-            .annotate(t.engine, &t.namespace, &t.name, ann)
-            .await
-        {
-            tracing::warn!("annotating {} failed: {e}", t.key());
-        }
-    }
+        }),
+    )
+    .await;
     tracing::info!("triage {}: {annotated}", t.key());
 }
 
@@ -1381,34 +1388,15 @@ async fn record_drill(ctx: &Ctx, t: &DatabaseTarget, outcome: &DrillOutcome, mem
         );
     }
     let ended = rfc3339(outcome.ended);
-    match t.engine {
-        TargetEngine::Standalone => {
-            let mut patch = json!({"lastDrill": ended, "lastDrillResult": status});
-            if let Ok(r) = &outcome.result {
-                patch["lastDrillRestoreSeconds"] = json!(r.restore_seconds);
-            }
-            if let Err(e) = ctx
-                .writer
-                .standalone_status(&t.namespace, &t.name, patch)
-                .await
-            {
-                tracing::warn!("writing the drill status of {key} failed: {e}");
-            }
-        }
-        engine => {
-            let ann = json!({
-                annotations::LAST_DRILL: ended,
-                annotations::LAST_DRILL_RESULT: status,
-            });
-            if let Err(e) = ctx
-                .writer
-                .annotate(engine, &t.namespace, &t.name, ann)
-                .await
-            {
-                tracing::warn!("annotating {key} failed: {e}");
-            }
-        }
+    let mut patch = json!({"lastDrill": ended, "lastDrillResult": status});
+    if let Ok(r) = &outcome.result {
+        patch["lastDrillRestoreSeconds"] = json!(r.restore_seconds);
     }
+    let ann = json!({
+        annotations::LAST_DRILL: ended,
+        annotations::LAST_DRILL_RESULT: status,
+    });
+    write_recorded(ctx, t, patch, ann).await;
 }
 
 /// Writes an unattended repair's outcome: metrics, annotations, Events, notifications. Nothing
